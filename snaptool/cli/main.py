@@ -1,0 +1,51 @@
+"""The `snaptool` command: a thin layer over the jobs; errors become one line and an exit code.
+
+Exit codes: 0 success; 1 error (engine, I/O, usage of a resource); 2 unreadable or corrupt input;
+3 a conversion refused because it would lose data; 4 a validation found differences.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..errors import SnaptoolError
+from .engines import engines_command
+from .rdb import convert_command, digest_command, export_command, inspect_command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="snaptool")
+def cli() -> None:
+    """Back up, restore, reshard and migrate Redis and Valkey data through RDB snapshots."""
+
+
+for command in (inspect_command, export_command, convert_command, digest_command, engines_command):
+    cli.add_command(command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the CLI, turning snaptool errors into a one-line message and exit code."""
+    try:
+        cli.main(args=argv, prog_name="snaptool", standalone_mode=False)
+    except SnaptoolError as exc:
+        click.echo(f"snaptool: error: {exc}", err=True)
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("snaptool: interrupted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except BrokenPipeError:
+        sys.stderr.close()
+        return 1
+    except KeyboardInterrupt:
+        click.echo("snaptool: interrupted", err=True)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

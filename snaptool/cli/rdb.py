@@ -1,0 +1,163 @@
+"""`inspect`, `export`, `convert` and `digest`: commands over one RDB file."""
+
+from __future__ import annotations
+
+import io
+import sys
+
+import click
+
+from ..jobs.convert import convert
+from ..jobs.digest import digest_file
+from ..jobs.export import export_file
+from ..jobs.inspect import inspect_file
+from ..rdb.model import KINDS
+from ..rdb.targets import parse_target
+from .output import emit_json, file_progress, human_bytes
+
+_checksum_option = click.option("--no-verify-checksum", "no_verify", is_flag=True,
+                                help="Read a file whose CRC-64 trailer does not match its bytes.")
+_json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
+_file_argument = click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+
+
+@click.command("inspect")
+@_file_argument
+@_json_option
+@_checksum_option
+def inspect_command(file: str, as_json: bool, no_verify: bool) -> None:
+    """Summarise an RDB file: version, AUX fields, keys per db, types, encodings, biggest keys.
+
+    \b
+    Example:
+      snaptool inspect dump.rdb
+      snaptool inspect dump.rdb --json | jq .by_type
+    """
+    on_record, done = file_progress(file, "inspect")
+    try:
+        report = inspect_file(file, verify_checksum=not no_verify, on_record=on_record)
+    finally:
+        done()
+    if as_json:
+        emit_json(report.to_json())
+        return
+    echo = click.echo
+    echo(f"file      {report.path} ({human_bytes(report.size)})")
+    echo(f"format    {report.magic} (RDB {report.version}, {report.flavour}), checksum {report.checksum}")
+    for key in ("redis-ver", "valkey-ver", "ctime", "used-mem"):
+        if key in report.aux:
+            echo(f"{key:<9} {report.aux[key]}")
+    echo(f"keys      {report.keys:,} ({report.expires:,} with expiry)")
+    for db, stats in sorted(report.databases.items()):
+        echo(f"  db {db:<5} {stats.keys:>12,} keys {stats.expires:>12,} expiring {human_bytes(stats.bytes):>11}")
+    if report.lru_keys or report.lfu_keys:
+        echo(f"eviction  {report.lru_keys:,} keys with LRU idle time, {report.lfu_keys:,} with LFU counter")
+    echo("by type")
+    for name, row in sorted(report.by_type.items(), key=lambda kv: -kv[1]["bytes"]):
+        echo(f"  {name:<12} {row['keys']:>12,} keys {human_bytes(row['bytes']):>11}")
+    echo("by encoding")
+    for name, row in sorted(report.by_encoding.items(), key=lambda kv: -kv[1]["bytes"]):
+        echo(f"  {name:<22} {row['keys']:>12,} keys {human_bytes(row['bytes']):>11}")
+    if report.functions:
+        echo(f"functions {', '.join(report.functions)}")
+    if report.modules:
+        echo("modules   " + ", ".join(f"{name} ({n} keys)" for name, n in report.modules.items()))
+    if report.biggest:
+        echo("biggest keys")
+        for row in report.biggest:
+            echo(f"  {human_bytes(row['bytes']):>11}  {row['type']:<7} db {row['db']}  {row['key']}")
+
+
+@click.command("export")
+@_file_argument
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "resp"]), default="jsonl", show_default=True,
+              help="jsonl: one JSON object per key; resp: commands for `redis-cli --pipe`.")
+@click.option("--db", type=int, help="Only keys of this database.")
+@click.option("--match", help="Only keys matching this glob (*, ?, [..]).")
+@click.option("--type", "types", multiple=True, type=click.Choice(KINDS), help="Only keys of this type (repeatable).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), default="-",
+              help="Write here instead of stdout.")
+@_checksum_option
+def export_command(file: str, fmt: str, db: int | None, match: str | None, types: tuple[str, ...],
+                   output: str, no_verify: bool) -> None:
+    """Export every key as JSON lines or as RESP commands.
+
+    \b
+    Examples:
+      snaptool export dump.rdb --match 'user:*' | jq .
+      snaptool export dump.rdb --format resp | redis-cli --pipe
+    """
+    if output == "-":
+        binary = sys.stdout.buffer
+    else:
+        binary = open(output, "wb")
+    out = binary if fmt == "resp" else io.TextIOWrapper(binary, encoding="utf-8", write_through=False)
+    try:
+        report = export_file(file, out, fmt=fmt, db=db, match=match, types=types, verify_checksum=not no_verify)
+    finally:
+        out.flush()
+        if fmt != "resp":
+            out.detach()
+        if output != "-":
+            binary.close()
+    for reason, n in report.not_exported.items():
+        click.echo(f"snaptool: {n} keys not exported ({reason}: RESP has no command for them)", err=True)
+
+
+@click.command("convert")
+@_file_argument
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The file to write.")
+@click.option("--target", help="Engine or RDB version to write for: redis-6.2, redis-7.0, valkey-8.1, rdb-9 … "
+                               "(default: the input's own version).")
+@click.option("--allow-lossy", is_flag=True,
+              help="Drop what the target cannot hold (field TTLs, functions, …) instead of refusing.")
+@_json_option
+@_checksum_option
+def convert_command(file: str, output: str, target: str | None, allow_lossy: bool, as_json: bool,
+                    no_verify: bool) -> None:
+    """Rewrite an RDB file for a target engine, copying records byte for byte where possible.
+
+    \b
+    Examples:
+      snaptool convert redis74.rdb -o for-valkey.rdb --target valkey-8.1
+      snaptool convert dump.rdb -o old.rdb --target redis-6.2 --allow-lossy
+    """
+    report = convert(file, output, parse_target(target) if target else None, allow_lossy=allow_lossy,
+                     verify_checksum=not no_verify)
+    if as_json:
+        emit_json(report.__dict__)
+        return
+    click.echo(f"wrote {output}: {report.keys:,} keys for {report.target} (RDB {report.target_version}), "
+               f"{report.passthrough:,} copied, {report.reencoded:,} re-encoded, {human_bytes(report.bytes_out)}")
+    for reason, n in report.dropped.items():
+        click.echo(f"  dropped: {n:,} {reason}")
+
+
+@click.command("digest")
+@_file_argument
+@click.option("--engine", help="Engine whose DEBUG DIGEST to reproduce (default: the newest engine that "
+                               "writes the file's RDB version).")
+@click.option("--at-ms", type=int, help="Leave out keys expired at this Unix time in ms (default: now).")
+@_json_option
+@_checksum_option
+def digest_command(file: str, engine: str | None, at_ms: int | None, as_json: bool, no_verify: bool) -> None:
+    """Print the DEBUG DIGEST an engine reports after loading FILE.
+
+    \b
+    Example:
+      snaptool digest dump.rdb --engine redis-7.0
+      redis-cli DEBUG DIGEST          # the same 40 hex digits, on the node that loaded dump.rdb
+    """
+    report = digest_file(file, parse_target(engine) if engine else None, at_ms=at_ms,
+                         verify_checksum=not no_verify)
+    if as_json:
+        emit_json(report.__dict__)
+        return
+    click.echo(report.digest)
+    notes = []
+    if report.expired_skipped:
+        notes.append(f"{report.expired_skipped:,} expired keys left out")
+    if report.modules:
+        notes.append(f"{report.modules:,} module values digested by type only")
+    if notes:
+        click.echo(f"snaptool: {report.engine}, {report.keys:,} keys; " + "; ".join(notes), err=True)

@@ -1,0 +1,360 @@
+"""Decode a record's raw bytes into logical values (see :mod:`snaptool.rdb.model`).
+
+Collections are produced element by element (:func:`iter_value`) so a huge list, set, zset or hash
+never has to sit whole in memory; :func:`decode_value` collects them for callers that want a value.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator
+
+from ..errors import RdbError
+from . import constants as C
+from .encodings.intset import decode_intset
+from .encodings.listpack import decode_listpack, iter_listpack
+from .encodings.ziplist import iter_ziplist
+from .encodings.zipmap import iter_zipmap
+from .items import Record
+from .model import (ModuleValue, PendingEntry, StreamConsumer, StreamEntry, StreamGroup, StreamId,
+                    StreamValue)
+from .reader import module_name
+from .source import Source, Spill
+
+_U64 = 1 << 64
+
+
+def value_source(record: Record) -> Source:
+    """A Source positioned at the record's value (after type byte and key)."""
+    raw = record.raw
+    if isinstance(raw, Spill):
+        src = Source(raw.open(), path=record.path, base=record.offset, track_crc=False)
+        src.skip(record.value_start)
+        return src
+    src = Source.from_bytes(raw, base=record.offset, path=record.path)
+    src.skip(record.value_start)
+    return src
+
+
+def decode_value(record: Record) -> Any:
+    """The whole value: bytes, list, list of pairs/triples, StreamValue or ModuleValue."""
+    kind = record.kind
+    if kind in ("string", "stream", "module"):
+        return next(iter_value(record))
+    return list(iter_value(record))
+
+
+def iter_value(record: Record) -> Iterator[Any]:
+    """Elements of a collection one by one; a string, stream or module value as a single item."""
+    try:
+        decoder = _DECODERS[(record.type, record.flavour == "valkey" and record.type == 22)]
+    except KeyError:
+        raise RdbError(f"type {record.type} cannot be decoded", offset=record.offset, path=record.path,
+                       key=record.key) from None
+    src = value_source(record)
+    try:
+        yield from decoder(src, record)
+    except RdbError as exc:
+        if exc.key is None:
+            exc.key = record.key
+        if exc.path is None:
+            exc.path = record.path
+        raise
+
+
+def _text(item: bytes | int) -> bytes:
+    return item if type(item) is bytes else b"%d" % item
+
+
+def _score(item: bytes | int, src: Source, start: int) -> float:
+    if type(item) is int:
+        return float(item)
+    try:
+        value = float(item)
+    except ValueError:
+        raise src.error(f"zset score {item[:40]!r} is not a number", start) from None
+    if value != value:
+        raise src.error("zset score is NaN", start)
+    return value
+
+
+def _blob(src: Source, decode: Callable[[bytes], Any]) -> tuple[int, Any]:
+    """Read one String holding an encoded blob and run the blob decoder over it."""
+    start = src.offset
+    data = src.string()
+    try:
+        return start, decode(data)
+    except RdbError as exc:
+        raise src.error(f"{exc.message} (encoded value starting here, inner offset {exc.offset})",
+                        start) from None
+
+
+def _pairs(items: list, src: Source, start: int, what: str) -> Iterator[tuple]:
+    if len(items) % 2:
+        raise src.error(f"{what} holds an odd number of entries ({len(items)})", start)
+    it = iter(items)
+    return zip(it, it)
+
+
+# -- per type ----------------------------------------------------------------------------------
+
+def _string(src: Source, record: Record) -> Iterator[bytes]:
+    yield src.string()
+
+
+def _plain_strings(src: Source, record: Record) -> Iterator[bytes]:
+    string = src.string
+    for _ in range(src.length()):
+        yield string()
+
+
+def _plain_hash(src: Source, record: Record) -> Iterator[tuple]:
+    string = src.string
+    for _ in range(src.length()):
+        yield string(), string(), None
+
+
+def _zset_legacy(src: Source, record: Record) -> Iterator[tuple]:
+    for _ in range(src.length()):
+        member = src.string()
+        start = src.offset
+        score = src.legacy_double()
+        if score != score:
+            raise src.error("zset score is NaN", start)
+        yield member, score
+
+
+def _zset2(src: Source, record: Record) -> Iterator[tuple]:
+    for _ in range(src.length()):
+        member = src.string()
+        start = src.offset
+        score = src.double()
+        if score != score:
+            raise src.error("zset score is NaN", start)
+        yield member, score
+
+
+def _zipmap(src: Source, record: Record) -> Iterator[tuple]:
+    _, pairs = _blob(src, lambda b: list(iter_zipmap(b)))
+    for field, value in pairs:
+        yield field, value, None
+
+
+def _ziplist_list(src: Source, record: Record) -> Iterator[bytes]:
+    _, items = _blob(src, lambda b: list(iter_ziplist(b)))
+    for item in items:
+        yield _text(item)
+
+
+def _intset(src: Source, record: Record) -> Iterator[bytes]:
+    _, values = _blob(src, decode_intset)
+    for value in values:
+        yield b"%d" % value
+
+
+def _ziplist_zset(src: Source, record: Record) -> Iterator[tuple]:
+    start, items = _blob(src, lambda b: list(iter_ziplist(b)))
+    for member, score in _pairs(items, src, start, "zset ziplist"):
+        yield _text(member), _score(score, src, start)
+
+
+def _ziplist_hash(src: Source, record: Record) -> Iterator[tuple]:
+    start, items = _blob(src, lambda b: list(iter_ziplist(b)))
+    for field, value in _pairs(items, src, start, "hash ziplist"):
+        yield _text(field), _text(value), None
+
+
+def _quicklist(src: Source, record: Record) -> Iterator[bytes]:
+    for _ in range(src.length()):
+        _, items = _blob(src, lambda b: list(iter_ziplist(b)))
+        for item in items:
+            yield _text(item)
+
+
+def _quicklist2(src: Source, record: Record) -> Iterator[bytes]:
+    for _ in range(src.length()):
+        start = src.offset
+        container = src.length()
+        if container == 1:
+            yield src.string()
+        elif container == 2:
+            _, items = _blob(src, decode_listpack)
+            for item in items:
+                yield _text(item)
+        else:
+            raise src.error(f"quicklist node container {container} is neither plain (1) nor packed (2)",
+                            start)
+
+
+def _listpack_items(src: Source, record: Record) -> Iterator[bytes]:
+    _, items = _blob(src, decode_listpack)
+    for item in items:
+        yield _text(item)
+
+
+def _listpack_zset(src: Source, record: Record) -> Iterator[tuple]:
+    start, items = _blob(src, decode_listpack)
+    for member, score in _pairs(items, src, start, "zset listpack"):
+        yield _text(member), _score(score, src, start)
+
+
+def _listpack_hash(src: Source, record: Record) -> Iterator[tuple]:
+    start, items = _blob(src, decode_listpack)
+    for field, value in _pairs(items, src, start, "hash listpack"):
+        yield _text(field), _text(value), None
+
+
+def _hash_metadata(src: Source, record: Record) -> Iterator[tuple]:
+    """Redis 7.4 hashes with field TTLs stored as a table (24; 22 is its pre-GA form)."""
+    min_expire = src.ms_time() if record.type == C.T_HASH_METADATA else None
+    for _ in range(src.length()):
+        ttl = src.length()
+        field = src.string()
+        value = src.string()
+        if not ttl:
+            yield field, value, None
+        elif min_expire is None:
+            yield field, value, ttl
+        else:
+            yield field, value, ttl + min_expire - 1
+
+
+def _listpack_ex(src: Source, record: Record) -> Iterator[tuple]:
+    """Redis 7.4 listpack hashes with field TTLs: (field, value, expireAt) triples (25; 23 pre-GA)."""
+    if record.type == C.T_HASH_LISTPACK_EX:
+        src.ms_time()
+    start, items = _blob(src, decode_listpack)
+    if len(items) % 3:
+        raise src.error(f"hash listpack-ex holds {len(items)} entries, not a multiple of 3", start)
+    for i in range(0, len(items), 3):
+        expire = items[i + 2]
+        if type(expire) is not int:
+            raise src.error("hash listpack-ex field expiry is not an integer", start)
+        yield _text(items[i]), _text(items[i + 1]), expire or None
+
+
+def _valkey_hash2(src: Source, record: Record) -> Iterator[tuple]:
+    """Valkey 9 HASH_2: field, value, 8-byte expiry (-1 = none)."""
+    for _ in range(src.length()):
+        field = src.string()
+        value = src.string()
+        start = src.offset
+        expire = src.ms_time()
+        if expire < -1:
+            raise src.error(f"hash field expiry {expire} is below -1", start)
+        yield field, value, None if expire == -1 else expire
+
+
+def _module(src: Source, record: Record) -> Iterator[ModuleValue]:
+    module_id = src.length()
+    yield ModuleValue(module_name(module_id), module_id & 1023, record.value_bytes())
+
+
+def _stream_id_be(raw: bytes) -> StreamId:
+    return int.from_bytes(raw[:8], "big"), int.from_bytes(raw[8:16], "big")
+
+
+def _signed(value: int) -> int:
+    return value - _U64 if value >= 1 << 63 else value
+
+
+def _stream_node(master: StreamId, items: list, src: Source, start: int) -> Iterator[StreamEntry]:
+    """Walk one node listpack (§6.2): master entry, then count+deleted records."""
+    n = len(items)
+
+    def num(i: int) -> int:
+        if i >= n:
+            raise src.error("stream node listpack ends inside an entry", start)
+        v = items[i]
+        if type(v) is not int:
+            try:
+                return int(v)
+            except ValueError:
+                raise src.error(f"stream node field {i} should be an integer", start) from None
+        return v
+
+    count, deleted, nfields = num(0), num(1), num(2)
+    if nfields < 0 or 3 + nfields >= n:
+        raise src.error("stream node master entry is truncated", start)
+    master_fields = [_text(f) for f in items[3:3 + nfields]]
+    i = 3 + nfields
+    if num(i) != 0:
+        raise src.error("stream node master entry lacks its terminator", start)
+    i += 1
+    for _ in range(count + deleted):
+        flags, ms_delta, seq_delta = num(i), num(i + 1), num(i + 2)
+        i += 3
+        if flags & 2:  # SAMEFIELDS
+            if i + nfields > n:
+                raise src.error("stream node entry runs past the listpack", start)
+            fields = list(zip(master_fields, (_text(v) for v in items[i:i + nfields])))
+            i += nfields
+        else:
+            nf = num(i)
+            i += 1
+            if nf < 0 or i + 2 * nf > n:
+                raise src.error("stream node entry runs past the listpack", start)
+            fields = [(_text(items[j]), _text(items[j + 1])) for j in range(i, i + 2 * nf, 2)]
+            i += 2 * nf
+        num(i)  # lp-count, used only for walking backwards
+        i += 1
+        if not flags & 1:
+            yield StreamEntry(((master[0] + ms_delta) % _U64, (master[1] + seq_delta) % _U64), fields)
+    if i != n:
+        raise src.error(f"stream node listpack has {n - i} unexpected trailing entries", start)
+
+
+def _stream(src: Source, record: Record) -> Iterator[StreamValue]:
+    t = record.type
+    entries: list[StreamEntry] = []
+    for _ in range(src.length()):
+        start = src.offset
+        key = src.string()
+        if len(key) != 16:
+            raise src.error(f"stream node key is {len(key)} bytes, not 16", start)
+        start, items = _blob(src, decode_listpack)
+        if not items:
+            raise src.error("stream node listpack is empty", start)
+        entries.extend(_stream_node(_stream_id_be(key), items, src, start))
+    length = src.length()
+    last_id = (src.length(), src.length())
+    first_id = max_deleted = entries_added = None
+    if t >= C.T_STREAM_LISTPACKS_2:
+        first_id = (src.length(), src.length())
+        max_deleted = (src.length(), src.length())
+        entries_added = src.length()
+    groups = []
+    for _ in range(src.length()):
+        name = src.string()
+        group_last = (src.length(), src.length())
+        entries_read = None
+        if t >= C.T_STREAM_LISTPACKS_2:
+            value = _signed(src.length())
+            entries_read = None if value < 0 else value
+        pending = []
+        for _ in range(src.length()):
+            pid = _stream_id_be(src.read(16))
+            pending.append(PendingEntry(pid, src.ms_time(), src.length()))
+        consumers = []
+        for _ in range(src.length()):
+            cname = src.string()
+            seen = src.ms_time()
+            active = src.ms_time() if t >= C.T_STREAM_LISTPACKS_3 else None
+            cpel = [_stream_id_be(src.read(16)) for _ in range(src.length())]
+            consumers.append(StreamConsumer(cname, seen, active, cpel))
+        groups.append(StreamGroup(name, group_last, entries_read, pending, consumers))
+    yield StreamValue(entries, length, last_id, first_id, max_deleted, entries_added, groups)
+
+
+_DECODERS: dict[tuple[int, bool], Callable[[Source, Record], Iterator[Any]]] = {
+    (C.T_STRING, False): _string, (C.T_LIST, False): _plain_strings, (C.T_SET, False): _plain_strings,
+    (C.T_ZSET, False): _zset_legacy, (C.T_HASH, False): _plain_hash, (C.T_ZSET_2, False): _zset2,
+    (C.T_MODULE_2, False): _module, (C.T_HASH_ZIPMAP, False): _zipmap,
+    (C.T_LIST_ZIPLIST, False): _ziplist_list, (C.T_SET_INTSET, False): _intset,
+    (C.T_ZSET_ZIPLIST, False): _ziplist_zset, (C.T_HASH_ZIPLIST, False): _ziplist_hash,
+    (C.T_LIST_QUICKLIST, False): _quicklist, (C.T_STREAM_LISTPACKS, False): _stream,
+    (C.T_HASH_LISTPACK, False): _listpack_hash, (C.T_ZSET_LISTPACK, False): _listpack_zset,
+    (C.T_LIST_QUICKLIST_2, False): _quicklist2, (C.T_STREAM_LISTPACKS_2, False): _stream,
+    (C.T_SET_LISTPACK, False): _listpack_items, (C.T_STREAM_LISTPACKS_3, False): _stream,
+    (22, False): _hash_metadata, (23, False): _listpack_ex, (C.T_HASH_METADATA, False): _hash_metadata,
+    (C.T_HASH_LISTPACK_EX, False): _listpack_ex, (C.T_VALKEY_HASH_2, True): _valkey_hash2,
+}
