@@ -43,8 +43,10 @@ def inspect_command(file: str, as_json: bool, no_verify: bool) -> None:
         return
     echo = click.echo
     echo(f"file      {report.path} ({human_bytes(report.size)})")
-    echo(f"format    {report.magic} (RDB {report.version}, {report.flavour}), checksum {report.checksum}")
-    for key in ("redis-ver", "valkey-ver", "ctime", "used-mem"):
+    writer = next((f"{name.split('-')[0]} {report.aux[name]}" for name in ("valkey-ver", "redis-ver")
+                   if name in report.aux), "an unnamed writer")
+    echo(f"format    {report.magic} (RDB {report.version}) by {writer}, checksum {report.checksum}")
+    for key in ("ctime", "used-mem"):
         if key in report.aux:
             echo(f"{key:<9} {report.aux[key]}")
     echo(f"keys      {report.keys:,} ({report.expires:,} with expiry)")

@@ -84,8 +84,8 @@ def _json_elements(kind: str, items: Iterable) -> Iterator[Any]:
     if kind in ("list", "set"):
         for item in items:
             yield text(item)
-    elif kind == "zset":
-        for member, score in items:
+    elif kind == "zset":  # ascending like ZRANGE; skiplists are stored highest first
+        for member, score in sorted(items, key=lambda pair: (pair[1], pair[0])):
             yield [text(member), score_json(score)]
     elif kind == "hash":
         for f, v, expire in items:

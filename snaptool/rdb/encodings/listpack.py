@@ -50,7 +50,7 @@ def _encode_backlen(l: int) -> bytes:
 
 
 def _decode_backlen(blob: bytes, last: int) -> int:
-    """Read a backlen right to left from index last, as Redis does when it walks backwards (at most 5 bytes)."""
+    """Read a backlen right to left from index last, as Redis does when it walks backwards; -1 past 5 bytes."""
     value = 0
     for shift in range(0, 35, 7):
         byte = blob[last]

@@ -60,13 +60,13 @@ def _walk(blob: bytes, zmlen: int) -> Iterator[tuple[bytes, bytes]]:
         value_at = field + field_len
         if value_at > end:
             raise RdbError(f"zipmap: field at {pos} runs past the end (length {field_len}, "
-                           f"{end - field} bytes left)", offset=pos)
+                           f"{end - pos} bytes left)", offset=pos)
         value_len, free_at = _read_length(blob, value_at, end, "value")
         value = free_at + 1  # free_at <= end, checked by _read_length
         nxt = value + value_len + blob[free_at]
         if nxt > end:
             raise RdbError(f"zipmap: value at {value_at} runs past the end (length {value_len} + "
-                           f"{blob[free_at]} free, {end - value} bytes left)", offset=value_at)
+                           f"{blob[free_at]} free, {end - value_at} bytes left)", offset=value_at)
         yield blob[field:value_at], blob[value:value + value_len]
         count += 1
         pos = nxt
