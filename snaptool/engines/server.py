@@ -39,12 +39,16 @@ DEFAULT_START_TIMEOUT = 60.0
 LOG_NAME = "engine.log"
 _LOG_TAIL_LINES = 12
 _PORT_RETRIES = 6
+_RESERVED = {"port", "bind", "dir", "dbfilename", "logfile", "daemonize", "cluster-enabled",
+             "cluster-config-file"}
 # "12345:M 26 Nov 2024 04:29:00.123 # message"  →  "message"
 _LOG_PREFIX = re.compile(r"^\d+:[A-Z] \d{1,2} \w{3} \d{4} [\d:.]+ [#*.-] ")
+# host-tuning warnings every engine prints at start: not what a caller needs to see
+_LOG_NOISE = ("overcommit_memory", "Transparent Huge Pages", "THP support")
 _PORT_IN_USE = ("Address already in use", "Could not create server TCP listening socket")
 
-# pid → (Popen, directory to remove or None); what the atexit hook cleans up.
-_LIVE: dict[int, tuple[subprocess.Popen, str | None]] = {}
+# pid → Popen of every engine process still running; what the atexit hook kills.
+_LIVE: dict[int, subprocess.Popen] = {}
 # temp dirs created for servers and not removed yet (also removed at exit)
 _TEMP_DIRS: set[str] = set()
 _LIVE_LOCK = threading.Lock()
@@ -115,9 +119,9 @@ def _kill(proc: subprocess.Popen, timeout: float = 5.0) -> None:
         proc.wait(timeout=timeout)
 
 
-def _register(proc: subprocess.Popen, cleanup_dir: str | None) -> None:
+def _register(proc: subprocess.Popen) -> None:
     with _LIVE_LOCK:
-        _LIVE[proc.pid] = (proc, cleanup_dir)
+        _LIVE[proc.pid] = proc
 
 
 def _unregister(proc: subprocess.Popen | None) -> None:
@@ -133,7 +137,7 @@ def _cleanup_all() -> None:
         _LIVE.clear()
         dirs = list(_TEMP_DIRS)
         _TEMP_DIRS.clear()
-    for proc, _directory in items:
+    for proc in items:
         _kill(proc, timeout=3.0)
     for directory in dirs:
         shutil.rmtree(directory, ignore_errors=True)
@@ -142,7 +146,7 @@ def _cleanup_all() -> None:
 def live_servers() -> list[int]:
     """Pids of engine processes started by this interpreter that are still registered."""
     with _LIVE_LOCK:
-        return [pid for pid, (proc, _) in _LIVE.items() if proc.poll() is None]
+        return [pid for pid, proc in _LIVE.items() if proc.poll() is None]
 
 
 class EngineServer:
@@ -164,7 +168,11 @@ class EngineServer:
             raise ValueError("dbfilename must be a plain file name (use dir= for the directory)")
         self._own_dir = dir is None
         self._dir: Path | None = None if dir is None else Path(dir).absolute()
-        self.config: dict[str, str] = {k: str(v) for k, v in (config or {}).items()}
+        self.config: dict[str, str] = {k.lstrip("-"): str(v) for k, v in (config or {}).items()}
+        reserved = sorted(set(self.config) & _RESERVED)
+        if reserved:
+            raise ValueError(f"config may not set {', '.join(reserved)}: EngineServer manages them "
+                             "(use dir=, dbfilename=, cluster=)")
         self.cluster = cluster
         self.assign_slots = assign_slots
         self.start_timeout = start_timeout
@@ -218,7 +226,7 @@ class EngineServer:
         if self.cluster:
             args += ["--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf"]
         for key, value in self.config.items():
-            args += [f"--{key.lstrip('-')}", value]
+            args += [f"--{key}", value]
         return args
 
     def start(self, timeout: float | None = None) -> EngineServer:
@@ -226,11 +234,11 @@ class EngineServer:
         if self.running:
             return self
         timeout = self.start_timeout if timeout is None else timeout
+        if self._pending_rdb is not None and not self._pending_rdb.is_file():
+            raise EngineError(f"RDB file {str(self._pending_rdb)!r} does not exist")
         self.dir.mkdir(parents=True, exist_ok=True)
         if self._pending_rdb is not None:
             src = self._pending_rdb
-            if not src.is_file():
-                raise EngineError(f"RDB file {str(src)!r} does not exist")
             if src.resolve() != self.rdb_path.resolve():
                 shutil.copyfile(src, self.rdb_path)
             self._pending_rdb = None
@@ -254,7 +262,7 @@ class EngineServer:
                                     stderr=subprocess.STDOUT, cwd=str(self.dir), close_fds=True,
                                     preexec_fn=_set_pdeathsig if use_pdeathsig else None)
         self.process, self.port = proc, port
-        _register(proc, str(self.dir) if self._own_dir else None)
+        _register(proc)
         try:
             self._wait_ready(timeout, log_offset)
         except BaseException:
@@ -315,7 +323,8 @@ class EngineServer:
             return []
         text = data.decode("utf-8", "replace")
         out = [_LOG_PREFIX.sub("", line).rstrip() for line in text.splitlines()]
-        out = [line for line in out if line.strip() and not set(line.strip()) <= set("_.-'`|/\\ ")]
+        out = [line for line in out if line.strip() and not set(line.strip()) <= set("_.-'`|/\\ ")
+               and not any(noise in line for noise in _LOG_NOISE)]
         return out[-lines:]
 
     def _start_error(self, what: str, log_offset: int, code: int | None = None) -> EngineStartError:

@@ -184,7 +184,7 @@ def _known_type(t: int, valkey: bool, version: int) -> bool:
 def _type_message(t: int, header: Header) -> str:
     if t == C.T_MODULE_PRE_GA:
         what = "pre-release module value (type 6), which cannot be read without the module"
-    elif header.flavour == "valkey" and t == 23:
+    elif header.flavour == "valkey" and t == 23 and header.version >= 81:
         what = "type 23 (Valkey PATH_HASH, unreleased)"
     elif t == 26:
         what = "type 26 (Redis 8.6 stream with IDMP data)"

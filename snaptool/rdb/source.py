@@ -327,7 +327,10 @@ class Source:
             self._pos += 1
             clen, ulen = self._lzf_sizes()
             data = self.read(clen)
-            out = lzf.decompress(data, ulen) if ulen else b""
+            try:
+                out = lzf.decompress(data, ulen) if ulen else b""
+            except ValueError:
+                out = None
             if out is None or len(out) != ulen:
                 raise self.error(f"LZF data does not decompress to the stated {ulen} bytes", start)
             return out

@@ -363,3 +363,10 @@ def test_fixture_loads_and_matches_its_jsonl(name, get_engine, engine_server):
             assert abs(got["expire_ms"] - want["expire_ms"]) <= (0 if engine.supports_pexpiretime else 1000)
         assert {k: v for k, v in got.items() if k != "expire_ms"} == \
             {k: v for k, v in want.items() if k != "expire_ms"}
+
+
+def test_reserved_config_keys_are_rejected(get_engine):
+    engine = get_engine(None)
+    for key in ("port", "dir", "dbfilename", "--logfile"):
+        with pytest.raises(ValueError, match="may not set"):
+            EngineServer(engine, config={key: "x"})

@@ -98,6 +98,7 @@ def _walk(blob: bytes, zltail: int, expected: int) -> Iterator[bytes | int]:
         pos = nxt
     if pos != end:
         raise RdbError(f"ziplist: terminator at {pos} but the blob ends at {end}", offset=pos)
+    # Like Redis, only a non-empty ziplist's zltail must point at its last entry.
     if count and zltail != pos - prev_size:
         raise RdbError(f"ziplist: zltail is {zltail} but the last entry is at {pos - prev_size}", offset=4)
     if expected != UNKNOWN_COUNT and expected != count:
