@@ -66,9 +66,13 @@ class _Losses:
 
 def convert_stream(inp: BinaryIO, out: BinaryIO, target: Target | None = None, *,
                    allow_lossy: bool = False, verify_checksum: bool = True, path: str | None = None,
-                   on_record: Callable[[Record], None] | None = None) -> ConvertReport:
-    """Convert one RDB stream into another; see :func:`convert` for the file version."""
-    reader = RdbReader(inp, path=path, verify_checksum=verify_checksum)
+                   on_record: Callable[[Record], None] | None = None,
+                   spill_threshold: int | None = None) -> ConvertReport:
+    """Convert one RDB stream into another; see :func:`convert` for the file version.
+
+    ``spill_threshold``: records larger than this many bytes are kept in a temporary file.
+    """
+    reader = RdbReader(inp, path=path, verify_checksum=verify_checksum, spill_threshold=spill_threshold)
     items = reader.items()
     header = next(items)
     assert isinstance(header, Header)
