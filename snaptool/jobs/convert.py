@@ -19,6 +19,7 @@ from ..rdb.items import (Aux, End, Function, Header, ModuleAux, Record, ResizeDb
                          SlotInfo)
 from ..rdb.reader import RdbReader, open_input
 from ..rdb.targets import Target, rdb_target
+from ..rdb.values import is_empty
 from ..rdb.writer import RdbWriter, can_pass_through, header_aux
 from ..storage.atomic import atomic_output
 
@@ -34,6 +35,8 @@ class ConvertReport:
     keys: int = 0
     passthrough: int = 0
     reencoded: int = 0
+    #: empty collections left out (loaders skip them; old ones crash on them)
+    empty_skipped: int = 0
     functions: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
@@ -147,6 +150,9 @@ _MAX_SECONDS = (1 << 31) - 1
 
 def _write_record(record: Record, writer: RdbWriter, target: Target, losses: _Losses,
                   report: ConvertReport, allow_lossy: bool) -> None:
+    if is_empty(record):
+        report.empty_skipped += 1
+        return
     if target.rdb_version < 3 and record.expire_ms is not None and record.expire_ms // 1000 > _MAX_SECONDS:
         losses.add("expiries after 2038 (RDB 1-2 store 32-bit seconds; key kept without TTL)", record.key)
         record.expire_ms = None

@@ -35,6 +35,36 @@ def value_source(record: Record) -> Source:
     return src
 
 
+_COUNTED = {C.T_LIST, C.T_SET, C.T_ZSET, C.T_HASH, C.T_ZSET_2, C.T_LIST_QUICKLIST, C.T_LIST_QUICKLIST_2}
+_SMALLEST_NON_EMPTY_BLOB = 16  # an empty ziplist is 11 bytes, listpack 7, intset 8, zipmap 2
+
+
+def is_empty(record: Record) -> bool:
+    """Whether a collection holds no element (loaders skip such keys; writers must not emit them).
+
+    Cheap: a zero count is one byte, and an empty encoded blob is tiny, so only tiny values are
+    decoded to find out.
+    """
+    kind = record.kind
+    if kind in ("string", "stream", "module"):
+        return False
+    size = record.size - record.value_start
+    if record.type in _COUNTED and size and _first_value_byte(record) == 0:
+        return True
+    if size >= _SMALLEST_NON_EMPTY_BLOB * 2:
+        return False
+    return next(iter_value(record), None) is None
+
+
+def _first_value_byte(record: Record) -> int:
+    raw = record.raw
+    if isinstance(raw, Spill):
+        f = raw.open()
+        f.seek(record.value_start)
+        return f.read(1)[0]
+    return raw[record.value_start]
+
+
 def decode_value(record: Record) -> Any:
     """The whole value: bytes, list, list of pairs/triples, StreamValue or ModuleValue."""
     kind = record.kind

@@ -6,8 +6,10 @@
   other exception.
 * Wherever the corpus ships expected output, the decoded values are compared with it:
   badboy/rdb-rs ``tests/dumps/json``, redis/librdb ``test/dumps/*.json`` (data, struct and raw
-  levels; see :data:`LIBRDB_EXPECTED` for which JSON belongs to which RDB) and the engine
-  fixtures' ``*.jsonl`` (through :func:`snaptool.jobs.export.write_jsonl_record`).
+  levels; see :data:`LIBRDB_EXPECTED` for which JSON belongs to which RDB), the engine
+  fixtures' ``*.jsonl`` (through :func:`snaptool.jobs.export.write_jsonl_record`) and
+  redis-rdb-cli's ``rct/all.rdb.resp`` / ``.count`` (its JSON forms replace invalid UTF-8 with
+  U+FFFD, so the byte-exact RESP form is used instead).
 * The facts ``docs/rdb-format.md`` §10 lists for the Redis/Valkey test assets (``encodings.rdb``,
   ``hash-zipmap.rdb``, ``corrupt_empty_keys.rdb``, ``scriptbackup.rdb`` and the rest).
 
@@ -513,6 +515,116 @@ def test_engine_fixture_jsonl(rdb: Path) -> None:
             assert Counter(map(_canon, act["value"])) == Counter(map(_canon, exp["value"])), key
         else:
             assert act["value"] == exp["value"], key
+
+
+# -- leonchen83/redis-rdb-cli rct/all.rdb.{resp,count} --------------------------------------------
+
+RDB_CLI = CORPORA / "leonchen83__redis-rdb-cli" / "src" / "test" / "resources" / "rct"
+
+
+def parse_resp(data: bytes) -> list[list[bytes]]:
+    """RESP arrays of bulk strings, as ``redis-cli --pipe`` takes them."""
+    commands, pos = [], 0
+
+    def line() -> bytes:
+        nonlocal pos
+        end = data.index(b"\r\n", pos)
+        out, pos = data[pos:end], end + 2
+        return out
+
+    while pos < len(data):
+        head = line()
+        assert head[:1] == b"*", head
+        args = []
+        for _ in range(int(head[1:])):
+            size = line()
+            assert size[:1] == b"$", size
+            n = int(size[1:])
+            args.append(data[pos:pos + n])
+            assert data[pos + n:pos + n + 2] == b"\r\n"
+            pos += n + 2
+        commands.append(args)
+    return commands
+
+
+_RESP_KINDS = {b"set": "string", b"hmset": "hash", b"rpush": "list", b"sadd": "set", b"zadd": "zset",
+               b"restore": "restore"}
+
+
+def _merge(rows: list[dict], row: dict) -> None:
+    """Consecutive commands for one collection key are batches of one record."""
+    last = rows[-1] if rows else None
+    if (last and row["kind"] in ("hash", "list", "set", "zset") and "expire_ms" not in last
+            and (last["db"], last["key"], last["kind"]) == (row["db"], row["key"], row["kind"])):
+        last["value"] += row["value"]
+    else:
+        rows.append(row)
+
+
+def test_rdb_cli_resp_and_count() -> None:
+    """rdb-cli's ``rct -f resp`` output: every key as set/hmset/rpush/sadd/zadd (byte-exact values),
+    streams and modules as RESTORE payloads, then PEXPIREAT; functions as FUNCTION LOAD."""
+    expected: list[dict] = []
+    functions: list[bytes] = []
+    db = 0
+    for args in parse_resp((RDB_CLI / "all.rdb.resp").read_bytes()):
+        cmd = args[0].lower()
+        if cmd == b"select":
+            db = int(args[1])
+        elif cmd == b"pexpireat":
+            assert expected[-1]["key"] == args[1]
+            expected[-1]["expire_ms"] = int(args[2])
+        elif cmd == b"function":  # FUNCTION LOAD <engine> <name> [DESCRIPTION <d>] <code> (7.0-rc syntax)
+            functions.append(b"#!" + args[2].lower() + b" name=" + args[3] + b"\n" + args[-1])
+        else:
+            kind = _RESP_KINDS[cmd]
+            if kind == "string":
+                value = args[2]
+            elif kind == "restore":  # DUMP payload: type byte + value, 2-byte version, CRC-64
+                value = args[3][:-10]
+            elif kind == "hash":
+                value = list(zip(args[2::2], args[3::2]))
+            elif kind == "zset":
+                value = [(m, float(s)) for s, m in zip(args[2::2], args[3::2])]
+            else:
+                value = list(args[2:])
+            _merge(expected, {"db": db, "key": args[1], "kind": kind, "value": value})
+
+    got: list[dict] = []
+    got_functions: list[bytes] = []
+    kinds: Counter = Counter()
+    for item in read_everything(RDB_CLI / "all.rdb"):
+        if type(item) is Function:
+            got_functions.append(item.code)
+        if type(item) is not tuple:
+            continue
+        record, value = item
+        kinds[record.kind] += 1
+        if record.kind in ("stream", "module"):
+            row = {"kind": "restore", "value": bytes([record.type]) + record.value_bytes()}
+        elif record.kind == "hash":
+            row = {"kind": "hash", "value": [(f, v) for f, v, _ in value]}
+        else:
+            row = {"kind": record.kind, "value": value}
+        row.update(db=record.db, key=record.key)
+        _merge(got, row)
+        if record.expire_ms is not None:
+            got[-1]["expire_ms"] = record.expire_ms
+
+    assert got_functions == functions
+    assert [(r["db"], r["key"], r["kind"]) for r in got] == [(r["db"], r["key"], r["kind"]) for r in expected]
+    for g, e in zip(got, expected):
+        assert g.get("expire_ms") == e.get("expire_ms"), g["key"]
+        if g["kind"] in ("set", "hash", "zset"):
+            assert Counter(g["value"]) == Counter(e["value"]), g["key"]
+        else:
+            assert g["value"] == e["value"], g["key"]
+
+    header, counts = (RDB_CLI / "all.rdb.count").read_text().split()
+    count = dict(zip(header.split(","), map(int, counts.split(","))))
+    names = {"sortedset": "zset"}
+    assert count.pop("summary") == sum(kinds.values())
+    assert {names.get(k, k): v for k, v in count.items()} == dict(kinds)
 
 
 # -- docs/rdb-format.md §10: the Redis/Valkey test assets ----------------------------------------

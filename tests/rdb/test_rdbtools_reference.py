@@ -8,8 +8,10 @@ multisets, zset scores as floats). AUX fields and RESIZEDB hints are compared as
 
 What rdbtools cannot represent, and is therefore not compared:
 
-* stream entries: rdbtools hands out each node's raw listpack without decoding it. Only the stream
-  metadata it does decode (length, last id, consumer groups, PELs, consumers) is compared.
+* stream entries: rdbtools hands out each node's raw listpack without decoding it. The stream
+  metadata it does decode (length, last id, consumer groups, PELs, consumers) is compared, and the
+  entries are compared after decoding rdbtools' raw node listpacks with the small independent
+  listpack/stream-node reader in this module (:func:`listpack_items`, :func:`stream_node_entries`).
 * module values (type 7): rdbtools only walks the opcodes; only the module name is compared.
   MODULE_AUX payloads (reported with key None) are ignored.
 
@@ -185,10 +187,12 @@ class Collector(RdbCallback):
         self._start(key, "stream", expiry, info, None)
 
     def stream_listpack(self, key, entry_id, data):
-        pass  # raw node listpacks: rdbtools does not decode stream entries
+        # rdbtools does not decode stream entries: decode its raw node listpack here
+        self._current.setdefault("entries", []).extend(stream_node_entries(entry_id, data))
 
     def end_stream(self, key, items, last_entry_id, cgroups):
-        self._current["value"] = {"length": items, "last_id": last_entry_id, "groups": cgroups}
+        self._current["value"] = {"length": items, "last_id": last_entry_id, "groups": cgroups,
+                                  "entries": self._current.pop("entries", [])}
 
     def start_module(self, key, module_name, expiry, info=None):
         if key is not None:  # key None: a MODULE_AUX opcode, not a key
@@ -200,6 +204,66 @@ class Collector(RdbCallback):
 
     def end_module(self, key, buffer_size, buffer=None):
         pass
+
+
+def listpack_items(blob: bytes) -> list[bytes | int]:
+    """A minimal listpack reader (redis listpack.c), written for this test only."""
+    assert int.from_bytes(blob[:4], "little") == len(blob)
+    items: list[bytes | int] = []
+    i = 6
+    while blob[i] != 0xFF:
+        start, b = i, blob[i]
+        if b < 0x80:  # 7-bit uint
+            value: bytes | int = b
+            i += 1
+        elif b >> 6 == 0b10:  # 6-bit string length
+            n = b & 0x3F
+            value, i = blob[i + 1:i + 1 + n], i + 1 + n
+        elif b >> 5 == 0b110:  # 13-bit int
+            value = ((b & 0x1F) << 8) | blob[i + 1]
+            value, i = (value - 8192 if value >= 4096 else value), i + 2
+        elif b >> 4 == 0b1110:  # 12-bit string length
+            n = ((b & 0x0F) << 8) | blob[i + 1]
+            value, i = blob[i + 2:i + 2 + n], i + 2 + n
+        elif b == 0xF0:  # 32-bit string length
+            n = int.from_bytes(blob[i + 1:i + 5], "little")
+            value, i = blob[i + 5:i + 5 + n], i + 5 + n
+        elif b in (0xF1, 0xF2, 0xF3, 0xF4):  # 16/24/32/64-bit int
+            width = {0xF1: 2, 0xF2: 3, 0xF3: 4, 0xF4: 8}[b]
+            value = int.from_bytes(blob[i + 1:i + 1 + width], "little", signed=True)
+            i += 1 + width
+        else:
+            raise AssertionError(f"listpack encoding byte {b:#x}")
+        size = i - start
+        i += 1 if size < 128 else 2 if size < 16384 else 3 if size < 2097152 else 4 if size < 268435456 else 5
+        items.append(value)
+    assert i == len(blob) - 1
+    return items
+
+
+def stream_node_entries(master_id: bytes, blob: bytes) -> list[tuple[str, list[tuple[bytes, bytes]]]]:
+    """Live entries of one stream node (redis t_stream.c layout), ids as "ms-seq"."""
+    items = iter(listpack_items(blob))
+
+    def num() -> int:
+        return int(next(items))
+
+    master_ms, master_seq = int.from_bytes(master_id[:8], "big"), int.from_bytes(master_id[8:16], "big")
+    count, deleted, nfields = num(), num(), num()
+    master_fields = [_text(next(items)) for _ in range(nfields)]
+    assert num() == 0  # master entry terminator
+    entries = []
+    for _ in range(count + deleted):
+        flags, ms_delta, seq_delta = num(), num(), num()
+        if flags & 2:  # same fields as the master entry
+            fields = [(f, _text(next(items))) for f in master_fields]
+        else:
+            fields = [(_text(next(items)), _text(next(items))) for _ in range(num())]
+        num()  # lp-count
+        if not flags & 1:  # not deleted
+            entries.append((f"{master_ms + ms_delta}-{master_seq + seq_delta}", fields))
+    assert next(items, None) is None
+    return entries
 
 
 def parse_with_rdbtools(path: Path) -> Collector:
@@ -224,6 +288,7 @@ def _stream_id_be(raw: bytes) -> str:
 
 def _stream_meta(value: StreamValue) -> dict:
     return {
+        "entries": [(format_id(e.id), e.fields) for e in value.entries],
         "length": value.length,
         "last_id": format_id(value.last_id),
         "groups": [{
@@ -237,6 +302,7 @@ def _stream_meta(value: StreamValue) -> dict:
 
 def _rdbtools_stream_meta(value: dict) -> dict:
     return {
+        "entries": value["entries"],
         "length": value["length"],
         "last_id": value["last_id"],
         "groups": [{
