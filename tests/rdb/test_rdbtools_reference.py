@@ -6,14 +6,14 @@ snaptool; the two must agree record by record, in file order: database, key, log
 expiry (ms), LRU idle / LFU freq, and the value (strings and lists exactly, sets and hashes as
 multisets, zset scores as floats). AUX fields and RESIZEDB hints are compared as well.
 
-What rdbtools cannot represent, and is therefore not compared:
+What rdbtools cannot represent, and how the comparison deals with it:
 
 * stream entries: rdbtools hands out each node's raw listpack without decoding it. The stream
   metadata it does decode (length, last id, consumer groups, PELs, consumers) is compared, and the
   entries are compared after decoding rdbtools' raw node listpacks with the small independent
   listpack/stream-node reader in this module (:func:`listpack_items`, :func:`stream_node_entries`).
-* module values (type 7): rdbtools only walks the opcodes; only the module name is compared.
-  MODULE_AUX payloads (reported with key None) are ignored.
+* module values (type 7): rdbtools only walks the opcodes; only the module name is compared,
+  not the value; MODULE_AUX payloads (reported with key None) are ignored.
 
 Quirks of rdbtools that the comparison allows for:
 
@@ -286,7 +286,7 @@ def _stream_id_be(raw: bytes) -> str:
     return f"{int.from_bytes(raw[:8], 'big')}-{int.from_bytes(raw[8:16], 'big')}"
 
 
-def _stream_meta(value: StreamValue) -> dict:
+def _stream_view(value: StreamValue) -> dict:
     return {
         "entries": [(format_id(e.id), e.fields) for e in value.entries],
         "length": value.length,
@@ -300,7 +300,7 @@ def _stream_meta(value: StreamValue) -> dict:
     }
 
 
-def _rdbtools_stream_meta(value: dict) -> dict:
+def _rdbtools_stream_view(value: dict) -> dict:
     return {
         "entries": value["entries"],
         "length": value["length"],
@@ -329,7 +329,7 @@ def comparable(kind: str, rdb_type: int, value: Any, *, ours: bool) -> Any:
             pairs = [(f, _zipmap_norm(v)) for f, v in pairs]
         return Counter(pairs)
     if kind == "stream":
-        return _stream_meta(value) if ours else _rdbtools_stream_meta(value)
+        return _stream_view(value) if ours else _rdbtools_stream_view(value)
     if kind == "module":
         assert isinstance(value, ModuleValue) if ours else isinstance(value, str)
         return value.name if ours else value
