@@ -179,3 +179,33 @@ def test_lossy_conversion_is_refused_without_flag(snapshots: dict[str, Snapshot]
     with pytest.raises(LossyConversionError, match="functions"):
         convert(with_functions[0].rdb, out, parse_target("redis-6.2"))
     assert not out.exists() and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("fixture,policy,target", [
+    ("redis-7.0-lfu", "allkeys-lfu", "redis-7.0"),
+    ("redis-7.0-lfu", "allkeys-lfu", "redis-6.2"),
+    ("redis-6.2-lru", "allkeys-lru", "redis-6.2"),
+    ("redis-6.2-lru", "allkeys-lru", "valkey-8.1"),
+])
+def test_lru_and_lfu_hints_survive_convert(fixture: str, policy: str, target: str, tmp_path: Path) -> None:
+    """IDLE and FREQ are carried through passthrough and re-encoding, and the engine applies them."""
+    if target not in ENGINES:
+        pytest.skip(f"{target} not found")
+    src = Path(__file__).resolve().parents[2] / "fixtures" / f"{fixture}.rdb"
+    out = tmp_path / "out.rdb"
+    convert(src, out, parse_target(target), allow_lossy=True)
+    with RdbReader.open(src) as reader:
+        hints = {(r.db, r.key): (r.idle, r.freq) for r in reader.records()}
+    assert any(i is not None or f is not None for i, f in hints.values())
+    with EngineServer(ENGINES[target], config={"databases": "16", "maxmemory-policy": policy}) as server:
+        server.load(out)
+        checked = 0
+        for (db, key), (idle, freq) in hints.items():
+            c = server.client(db)
+            if freq is not None:
+                assert c.object("freq", key) == freq, key
+                checked += 1
+            elif idle is not None:
+                assert abs(c.object("idletime", key) - idle) <= 2, key
+                checked += 1
+        assert checked == len(hints)
