@@ -10,7 +10,6 @@ from typing import Any, Callable
 
 import click
 
-from ..rdb.items import Record
 
 
 def emit_json(data: Any) -> None:
@@ -26,8 +25,9 @@ def human_bytes(n: float) -> str:
     return f"{n} B"
 
 
-def file_progress(path: str, label: str, enabled: bool | None = None) -> tuple[Callable[[Record], None], Callable[[], None]]:
-    """A per-record callback drawing bytes, keys, rate and ETA on stderr, and a function to close it.
+def file_progress(path: str, label: str, enabled: bool | None = None) -> tuple[Callable[[int, int], None], Callable[[], None]]:
+    """A ``progress(offset, keys)`` callback drawing bytes, keys, rate and ETA on stderr, and a
+    function to close it.
 
     Drawn only when stderr is a terminal (or ``enabled``); redrawn at most a few times a second.
     """
@@ -35,7 +35,7 @@ def file_progress(path: str, label: str, enabled: bool | None = None) -> tuple[C
     if enabled is None:
         enabled = sys.stderr.isatty()
     if not enabled:
-        return (lambda record: None), (lambda: None)
+        return (lambda offset, keys: None), (lambda: None)
     from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
                                TransferSpeedColumn)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
@@ -43,14 +43,13 @@ def file_progress(path: str, label: str, enabled: bool | None = None) -> tuple[C
                         TimeRemainingColumn(), transient=True, console=None)
     progress.start()
     task = progress.add_task(label, total=total, keys=0)
-    state = {"keys": 0, "next": 0.0}
+    next_draw = 0.0
 
-    def on_record(record: Record) -> None:
-        state["keys"] += 1
-        if state["keys"] & 1023 == 0:
-            now = time.monotonic()
-            if now >= state["next"]:
-                state["next"] = now + 0.2
-                progress.update(task, completed=record.offset + record.size, keys=state["keys"])
+    def on_progress(offset: int, keys: int) -> None:
+        nonlocal next_draw
+        now = time.monotonic()
+        if now >= next_draw:
+            next_draw = now + 0.2
+            progress.update(task, completed=offset, keys=keys)
 
-    return on_record, progress.stop
+    return on_progress, progress.stop

@@ -33,9 +33,9 @@ def inspect_command(file: str, as_json: bool, no_verify: bool) -> None:
       snaptool inspect dump.rdb
       snaptool inspect dump.rdb --json | jq .by_type
     """
-    on_record, done = file_progress(file, "inspect")
+    progress, done = file_progress(file, "inspect")
     try:
-        report = inspect_file(file, verify_checksum=not no_verify, on_record=on_record)
+        report = inspect_file(file, verify_checksum=not no_verify, progress=progress)
     finally:
         done()
     if as_json:
@@ -124,8 +124,12 @@ def convert_command(file: str, output: str, target: str | None, allow_lossy: boo
       snaptool convert redis74.rdb -o for-valkey.rdb --target valkey-8.1
       snaptool convert dump.rdb -o old.rdb --target redis-6.2 --allow-lossy
     """
-    report = convert(file, output, parse_target(target) if target else None, allow_lossy=allow_lossy,
-                     verify_checksum=not no_verify)
+    progress, done = file_progress(file, "convert")
+    try:
+        report = convert(file, output, parse_target(target) if target else None, allow_lossy=allow_lossy,
+                         verify_checksum=not no_verify, progress=progress)
+    finally:
+        done()
     if as_json:
         emit_json(report.__dict__)
         return

@@ -13,10 +13,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable
 
+Progress = Callable[[int, int], None]
+
 from ..errors import LossyConversionError
 from ..rdb.encoder import encode_value
-from ..rdb.items import (Aux, End, Function, Header, ModuleAux, Record, ResizeDb, SelectDb, SlotImport,
-                         SlotInfo)
+from ..rdb import constants as C
+from ..rdb.fastscan import Run, type_mask
+from ..rdb.items import Aux, End, Function, ModuleAux, Record, ResizeDb, SelectDb, SlotImport, SlotInfo
 from ..rdb.reader import RdbReader, open_input
 from ..rdb.targets import Target, rdb_target
 from ..rdb.values import is_empty
@@ -69,17 +72,17 @@ class _Losses:
 
 def convert_stream(inp: BinaryIO, out: BinaryIO, target: Target | None = None, *,
                    allow_lossy: bool = False, verify_checksum: bool = True, path: str | None = None,
-                   on_record: Callable[[Record], None] | None = None,
+                   progress: Progress | None = None,
                    spill_threshold: int | None = None) -> ConvertReport:
     """Convert one RDB stream into another; see :func:`convert` for the file version.
 
-    ``spill_threshold``: records larger than this many bytes are kept in a temporary file.
+    ``progress(offset, keys)`` is called as the input is consumed; ``spill_threshold``: records
+    larger than this many bytes are kept in a temporary file.
     """
     reader = RdbReader(inp, path=path, verify_checksum=verify_checksum, spill_threshold=spill_threshold)
-    items = reader.items()
-    header = next(items)
-    assert isinstance(header, Header)
+    header = reader.read_header()
     target = target or rdb_target(header.version)
+    items = reader.items(fast=_passthrough_mask(target))
     report = ConvertReport(path or "<stream>", header.version, target.name, target.rdb_version)
     losses = _Losses()
     writer = RdbWriter(out, target)
@@ -95,19 +98,30 @@ def convert_stream(inp: BinaryIO, out: BinaryIO, target: Target | None = None, *
             writer.header(header_aux(aux, header, target))
             started = True
 
+    def enter_db(db: int) -> None:
+        nonlocal written_db
+        start()
+        if db != written_db:
+            size = pending_db[1] if pending_db[0] == db else None
+            writer.select_db(db, size, pending_db[2] if size is not None else None)
+            written_db = db
+
     for item in items:
         kind = type(item)
-        if kind is Record:
-            start()
+        if kind is Run:
+            enter_db(item.db)
+            writer.raw(item.raw)
+            report.keys += item.keys
+            report.passthrough += item.keys
+            if progress is not None:
+                progress(item.offset + len(item.raw), report.keys)
+        elif kind is Record:
             record: Record = item
-            if record.db != written_db:
-                size = pending_db[1] if pending_db[0] == record.db else None
-                writer.select_db(record.db, size, pending_db[2] if size is not None else None)
-                written_db = record.db
+            enter_db(record.db)
             report.keys += 1
             _write_record(record, writer, target, losses, report, allow_lossy)
-            if on_record is not None:
-                on_record(record)
+            if progress is not None:
+                progress(record.offset + record.size, report.keys)
             record.release()
         elif kind is Aux:
             if not started:
@@ -148,6 +162,13 @@ def convert_stream(inp: BinaryIO, out: BinaryIO, target: Target | None = None, *
 _MAX_SECONDS = (1 << 31) - 1
 
 
+def _passthrough_mask(target: Target) -> bytes | None:
+    """Types whose records may be copied in bulk runs (RDB 9+: every prefix opcode is kept)."""
+    if target.rdb_version < 9:
+        return None
+    return type_mask({t for t in C.types_for_version(target.rdb_version, target.flavour) if t not in (22, 23)})
+
+
 def _write_record(record: Record, writer: RdbWriter, target: Target, losses: _Losses,
                   report: ConvertReport, allow_lossy: bool) -> None:
     if is_empty(record):
@@ -185,11 +206,12 @@ def _write_record(record: Record, writer: RdbWriter, target: Target, losses: _Lo
 
 
 def convert(src: str | os.PathLike, dst: str | os.PathLike, target: Target | None = None, *,
-            allow_lossy: bool = False, verify_checksum: bool = True) -> ConvertReport:
+            allow_lossy: bool = False, verify_checksum: bool = True,
+            progress: Progress | None = None) -> ConvertReport:
     """Convert the RDB file ``src`` into ``dst`` for ``target`` (default: same version, passthrough).
 
     ``dst`` appears only when the whole file was written; on any error nothing is left behind.
     """
     with open_input(src) as inp, atomic_output(dst) as out:
         return convert_stream(inp, out, target, allow_lossy=allow_lossy,
-                              verify_checksum=verify_checksum, path=str(src))
+                              verify_checksum=verify_checksum, path=str(src), progress=progress)

@@ -1,6 +1,7 @@
 """`snaptool inspect`: what an RDB file holds, from one pass over raw records (nothing decoded).
 
-Memory stays flat: counters per db, type and encoding, and a 20-entry heap of the biggest keys.
+Memory stays flat: counters per db and type byte, and a 20-entry heap of the biggest keys. Runs of
+simple records are counted by the fast scanner without building a Record for each.
 """
 
 from __future__ import annotations
@@ -10,8 +11,11 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
-from ..rdb.items import Aux, End, Function, Header, ModuleAux, Record, SlotInfo
+from ..rdb.constants import encoding_name, kind_of
+from ..rdb.fastscan import SCANNABLE, Run, ScanStats, type_mask
+from ..rdb.items import Aux, End, Function, ModuleAux, Record, SlotInfo
 from ..rdb.reader import RdbReader
+from ..rdb.source import Source
 
 TOP_KEYS = 20
 
@@ -63,50 +67,46 @@ def _library_name(code: bytes) -> str:
 
 
 def inspect_file(path: str | os.PathLike, *, verify_checksum: bool = True,
-                 on_record: Callable[[Record], None] | None = None) -> InspectReport:
-    """Summarise an RDB file; ``on_record`` lets callers (progress bars) watch the pass."""
+                 progress: Callable[[int, int], None] | None = None) -> InspectReport:
+    """Summarise an RDB file; ``progress(offset, keys)`` lets callers draw progress."""
     with RdbReader.open(path, verify_checksum=verify_checksum) as reader:
-        items = reader.items()
-        header = next(items)
-        assert isinstance(header, Header)
+        header = reader.read_header()
         report = InspectReport(str(path), _text(header.magic), header.version, header.flavour)
-        heap: list[tuple[int, int, bytes, int, str]] = []
-        seq = 0
-        for item in items:
+        stats = ScanStats(big_threshold=0)  # report every record until the heap is full
+        biggest = _Biggest(stats)
+        for item in reader.items(fast=type_mask(SCANNABLE), stats=stats):
             kind = type(item)
-            if kind is Record:
+            if kind is Run:
+                db = _db(report, item.db)
+                db.keys += item.keys
+                db.expires += item.expires
+                db.bytes += len(item.raw)
+                report.keys += item.keys
+                report.expires += item.expires
+                for start, end in heapq.nlargest(TOP_KEYS, item.big, key=lambda se: se[1] - se[0]):
+                    key = Source.from_bytes(item.raw[start + 1:end]).string()
+                    biggest.add(end - start, key, item.db, kind_of(item.raw[start], header.flavour) or "?")
+                if progress is not None:
+                    progress(item.offset + len(item.raw), report.keys)
+            elif kind is Record:
                 rec: Record = item
-                size = rec.size
-                db = report.databases.get(rec.db)
-                if db is None:
-                    db = report.databases[rec.db] = DbStats()
+                db = _db(report, rec.db)
                 db.keys += 1
-                db.bytes += size
+                db.bytes += rec.size
                 report.keys += 1
                 if rec.expire_ms is not None:
                     db.expires += 1
                     report.expires += 1
-                if rec.idle is not None:
-                    report.lru_keys += 1
-                if rec.freq is not None:
-                    report.lfu_keys += 1
-                for table, name in ((report.by_type, rec.kind), (report.by_encoding, rec.encoding)):
-                    entry = table.get(name)
-                    if entry is None:
-                        entry = table[name] = {"keys": 0, "bytes": 0}
-                    entry["keys"] += 1
-                    entry["bytes"] += size
+                stats.idle += rec.idle is not None
+                stats.freq += rec.freq is not None
+                stats.type_keys[rec.type] += 1
+                stats.type_bytes[rec.type] += rec.size
                 if rec.kind == "module":
                     name = rec.value().name
                     report.modules[name] = report.modules.get(name, 0) + 1
-                seq += 1
-                entry = (size, seq, rec.key, rec.db, rec.kind)
-                if len(heap) < TOP_KEYS:
-                    heapq.heappush(heap, entry)
-                elif size > heap[0][0]:
-                    heapq.heapreplace(heap, entry)
-                if on_record is not None:
-                    on_record(rec)
+                biggest.add(rec.size, rec.key, rec.db, rec.kind)
+                if progress is not None:
+                    progress(rec.offset + rec.size, report.keys)
                 rec.release()
             elif kind is Aux:
                 report.aux[_text(item.key)] = _text(item.value)
@@ -119,6 +119,52 @@ def inspect_file(path: str | os.PathLike, *, verify_checksum: bool = True,
             elif kind is End:
                 report.checksum = item.status
         report.size = reader.source.offset
-    report.biggest = [{"key": _text(k), "db": db, "type": kind, "bytes": size}
-                      for size, _, k, db, kind in sorted(heap, reverse=True)]
+    _type_tables(report, stats, header.flavour)
+    report.lru_keys, report.lfu_keys = stats.idle, stats.freq
+    report.biggest = biggest.rows()
     return report
+
+
+def _db(report: InspectReport, db: int) -> DbStats:
+    stats = report.databases.get(db)
+    if stats is None:
+        stats = report.databases[db] = DbStats()
+    return stats
+
+
+def _type_tables(report: InspectReport, stats: ScanStats, flavour: str) -> None:
+    """Fold the per-type-byte counters into the by-type and by-encoding tables."""
+    for t in range(256):
+        keys = stats.type_keys[t]
+        if not keys:
+            continue
+        for table, name in ((report.by_type, kind_of(t, flavour) or f"type-{t}"),
+                            (report.by_encoding, encoding_name(t, flavour))):
+            row = table.setdefault(name, {"keys": 0, "bytes": 0})
+            row["keys"] += keys
+            row["bytes"] += stats.type_bytes[t]
+
+
+class _Biggest:
+    """The TOP_KEYS largest records, in a min-heap whose smallest size tells the scanner what to report."""
+
+    def __init__(self, stats: ScanStats) -> None:
+        self._heap: list[tuple[int, int, bytes, int, str]] = []
+        self._stats = stats
+        self._seq = 0
+
+    def add(self, size: int, key: bytes, db: int, kind: str) -> None:
+        self._seq += 1
+        entry = (size, self._seq, key, db, kind)
+        if len(self._heap) < TOP_KEYS:
+            heapq.heappush(self._heap, entry)
+        elif size > self._heap[0][0]:
+            heapq.heapreplace(self._heap, entry)
+        else:
+            return
+        if len(self._heap) == TOP_KEYS:
+            self._stats.big_threshold = self._heap[0][0] + 1
+
+    def rows(self) -> list[dict]:
+        return [{"key": _text(k), "db": db, "type": kind, "bytes": size}
+                for size, _, k, db, kind in sorted(self._heap, reverse=True)]

@@ -16,7 +16,8 @@ from ..errors import ChecksumError, RdbError, SnaptoolError, UnsupportedError
 from . import constants as C
 from .items import (Aux, End, Function, Header, Item, ModuleAux, Record, ResizeDb, SelectDb,
                     SlotImport, SlotInfo)
-from .source import Source
+from .fastscan import Run, ScanStats, scan_run
+from .source import CHUNK, Source
 
 _MODULE_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
@@ -95,23 +96,47 @@ class RdbReader:
             if type(item) is Record:
                 yield item
 
-    def items(self) -> Iterator[Item]:
+    def read_header(self) -> Header:
+        """Read and check the 9-byte magic (``items`` does it itself when not done yet)."""
+        if self.header is None:
+            src = self.source
+            if src.at_end():
+                raise RdbError("empty file: no RDB header", offset=0, path=self.path)
+            src._fill(9)
+            magic = src.read(min(9, len(src._buf) - src._pos))
+            if len(magic) < 9:
+                raise RdbError(f"not an RDB file: only {len(magic)} bytes", offset=0, path=self.path)
+            self.header = parse_header(magic, self.path)
+        return self.header
+
+    def items(self, fast: bytes | None = None, stats: ScanStats | None = None) -> Iterator[Item]:
+        """Every item in file order.
+
+        With ``fast`` (a :func:`~snaptool.rdb.fastscan.type_mask`), runs of simple records of
+        those types come out as :class:`~snaptool.rdb.fastscan.Run` items holding their exact
+        bytes, instead of one Record each; ``stats`` then collects their per-type counters.
+        """
         src = self.source
-        if src.at_end():
-            raise RdbError("empty file: no RDB header", offset=0, path=self.path)
-        src._fill(9)
-        magic = src.read(min(9, len(src._buf) - src._pos))
-        if len(magic) < 9:
-            raise RdbError(f"not an RDB file: only {len(magic)} bytes", offset=0, path=self.path)
-        header = parse_header(magic, self.path)
-        self.header = header
-        yield header
+        if fast is not None and stats is None:
+            stats = ScanStats()
+        if self.header is None:
+            yield self.read_header()
+        header = self.header
         version, flavour, path = header.version, header.flavour, self.path
         valkey = flavour == "valkey"
         db = 0
         expire_ms = idle = freq = None
         u8 = src.u8
         while True:
+            if fast is not None and expire_ms is None and idle is None and freq is None:
+                if len(src._buf) - src._pos < CHUNK // 2:
+                    src._fill(CHUNK)
+                pos = src._pos
+                end, keys, expires, big = scan_run(src._buf, pos, fast, stats)
+                if end > pos:
+                    src._pos = end
+                    yield Run(db, src._buf[pos:end], src._base + pos, keys, expires, big)
+                    continue
             offset = src.offset
             t = u8()
             if t < 242:

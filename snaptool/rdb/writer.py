@@ -144,6 +144,10 @@ class RdbWriter:
         else:
             self._emit(raw)
 
+    def raw(self, data: bytes) -> None:
+        """Bytes already in the target's format (a run of passthrough records)."""
+        self._emit(data)
+
     def value(self, key: bytes, encoded: Encoded, *, expire_ms: int | None = None,
               idle: int | None = None, freq: int | None = None) -> None:
         """Write a key whose value was built by the encoder."""

@@ -1,0 +1,64 @@
+"""The fast run scanner sees exactly what the general reader sees, and fails the same way."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from snaptool.errors import RdbError
+from snaptool.rdb.fastscan import SCANNABLE, Run, type_mask
+from snaptool.rdb.items import Record
+from snaptool.rdb.reader import RdbReader
+
+ROOT = Path(__file__).resolve().parents[2]
+CORPUS = ROOT.parent / "shared" / "corpora"
+FILES = sorted(ROOT.glob("fixtures/*.rdb")) + sorted(CORPUS.glob("**/*.rdb"))
+MASK = type_mask(SCANNABLE)
+
+
+def _row(r: Record) -> tuple:
+    raw = r.raw if isinstance(r.raw, bytes) else r.raw.getvalue()
+    return r.db, r.key, r.type, r.expire_ms, r.idle, r.freq, raw
+
+
+def general(data: bytes) -> list:
+    return [_row(i) for i in RdbReader(io.BytesIO(data), verify_checksum=False).items() if type(i) is Record]
+
+
+def fast(data: bytes) -> list:
+    rows, runs = [], 0
+    for item in RdbReader(io.BytesIO(data), verify_checksum=False).items(fast=MASK):
+        if type(item) is Run:
+            runs += 1
+            inner = RdbReader(io.BytesIO(data[:9] + item.raw + b"\xff" + bytes(8))).items()
+            rows += [(item.db, *_row(r)[1:]) for r in inner if type(r) is Record]
+        elif type(item) is Record:
+            rows.append(_row(item))
+    return rows
+
+
+def outcome(reader_fn, data: bytes) -> tuple:
+    try:
+        return ("ok", reader_fn(data))
+    except RdbError as exc:
+        return ("error", type(exc), exc.offset)
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(p.parents[2])))
+def test_runs_hold_exactly_the_records(path: Path) -> None:
+    data = path.read_bytes()
+    assert outcome(fast, data) == outcome(general, data)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_mutations_fail_the_same_way(data: st.DataObject) -> None:
+    path = data.draw(st.sampled_from(sorted(ROOT.glob("fixtures/*.rdb"))))
+    blob = bytearray(path.read_bytes())
+    for _ in range(data.draw(st.integers(1, 6))):
+        blob[data.draw(st.integers(9, len(blob) - 1))] = data.draw(st.integers(0, 255))
+    assert outcome(fast, bytes(blob)) == outcome(general, bytes(blob))
