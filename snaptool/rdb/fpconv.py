@@ -206,6 +206,11 @@ def fpconv_dtoa(value: float) -> str:
     ``0.0`` -> ``0``, ``-0.0`` -> ``-0``, infinities -> ``inf`` / ``-inf``, NaN -> ``nan``
     (``-nan`` with the sign bit set), like the C function.
     """
+    return _dtoa(value, shortcut=True)
+
+
+def _dtoa(value: float, *, shortcut: bool) -> str:
+    """fpconv_dtoa; ``shortcut=False`` runs Grisu2 even for integers (the tests compare both)."""
     value = float(value)
     (bits,) = _unpack_bits(_pack_double(value))
     neg = bits >> 63 == 1
@@ -215,26 +220,11 @@ def fpconv_dtoa(value: float) -> str:
     if bits & 0x7FF0000000000000 == 0x7FF0000000000000:
         return sign + ("nan" if bits & _FRACMASK else "inf")
     a = -value if neg else value
-    if a < _TWO53 and a.is_integer():
+    if shortcut and a < _TWO53 and a.is_integer():
         # Integers below 2^53 are exact and their rounding interval is narrower than one unit,
-        # so Grisu2 yields exactly their decimal digits (trailing zeros folded into K). This
-        # shortcut is checked against the full algorithm by the tests.
+        # so Grisu2 yields exactly their decimal digits (trailing zeros folded into K).
         s = str(int(a))
         ds = s.rstrip("0")
         return sign + _emit(ds, len(s) - len(ds), neg)
-    digits, K = _grisu2(bits)
-    return sign + _emit(str(digits), K, neg)
-
-
-def _fpconv_dtoa_slow(value: float) -> str:
-    """fpconv_dtoa without the integer shortcut (for tests)."""
-    value = float(value)
-    (bits,) = _unpack_bits(_pack_double(value))
-    neg = bits >> 63 == 1
-    sign = "-" if neg else ""
-    if value == 0.0:
-        return sign + "0"
-    if bits & 0x7FF0000000000000 == 0x7FF0000000000000:
-        return sign + ("nan" if bits & _FRACMASK else "inf")
     digits, K = _grisu2(bits)
     return sign + _emit(str(digits), K, neg)

@@ -21,7 +21,7 @@ from ..errors import RdbError
 from .checksum import crc64
 
 _UNPACK_D = struct.Struct("<d").unpack_from
-_UNPACK_F = struct.Struct("<f").unpack_from
+_UNPACK_I = struct.Struct("<i").unpack_from
 _UNPACK_Q = struct.Struct("<q").unpack_from
 
 #: LZF turns at most 3 input bytes into 264 output bytes, so a larger claimed size is a lie.
@@ -203,29 +203,23 @@ class Source:
         self._pos = pos + 1
         return self._buf[pos]
 
-    def ms_time(self) -> int:
-        self._need(8)
+    def _fixed(self, unpack, size: int):
+        self._need(size)
         pos = self._pos
-        self._pos = pos + 8
-        return _UNPACK_Q(self._buf, pos)[0]
+        self._pos = pos + size
+        return unpack(self._buf, pos)[0]
+
+    def ms_time(self) -> int:
+        """8-byte little-endian signed milliseconds."""
+        return self._fixed(_UNPACK_Q, 8)
 
     def int32(self) -> int:
-        self._need(4)
-        pos = self._pos
-        self._pos = pos + 4
-        return int.from_bytes(self._buf[pos:pos + 4], "little", signed=True)
+        """4-byte little-endian signed seconds (the pre-RDB-3 EXPIRETIME)."""
+        return self._fixed(_UNPACK_I, 4)
 
     def double(self) -> float:
-        self._need(8)
-        pos = self._pos
-        self._pos = pos + 8
-        return _UNPACK_D(self._buf, pos)[0]
-
-    def float32(self) -> float:
-        self._need(4)
-        pos = self._pos
-        self._pos = pos + 4
-        return _UNPACK_F(self._buf, pos)[0]
+        """8-byte little-endian IEEE double (ZSET_2 scores)."""
+        return self._fixed(_UNPACK_D, 8)
 
     def legacy_double(self) -> float:
         """Pre-RDB-8 zset score: length byte (253 NaN, 254 +inf, 255 -inf) and ASCII text."""
@@ -307,21 +301,12 @@ class Source:
         if b < 0xC0:
             return self.read(self.length())
         enc = b & 0x3F
-        if enc == 0:
-            self._need(2)
+        if enc <= 2:  # INT8/16/32, little-endian, returned as decimal text
+            width = (1, 2, 4)[enc]
+            self._need(1 + width)
             pos = self._pos
-            self._pos = pos + 2
-            return b"%d" % int.from_bytes(self._buf[pos + 1:pos + 2], "little", signed=True)
-        if enc == 1:
-            self._need(3)
-            pos = self._pos
-            self._pos = pos + 3
-            return b"%d" % int.from_bytes(self._buf[pos + 1:pos + 3], "little", signed=True)
-        if enc == 2:
-            self._need(5)
-            pos = self._pos
-            self._pos = pos + 5
-            return b"%d" % int.from_bytes(self._buf[pos + 1:pos + 5], "little", signed=True)
+            self._pos = pos + 1 + width
+            return b"%d" % int.from_bytes(self._buf[pos + 1:pos + 1 + width], "little", signed=True)
         if enc == 3:
             start = self.offset
             self._pos += 1
