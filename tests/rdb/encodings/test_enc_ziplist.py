@@ -127,6 +127,11 @@ def test_encoder_rejects_what_redis_cannot_hold() -> None:
         encode_ziplist([1 << 63])
 
 
+def patched(blob: bytes, at: int, value: int) -> bytes:
+    """``blob`` with the byte at ``at`` set to ``value``."""
+    return blob[:at] + bytes((value,)) + blob[at + 1:]
+
+
 def raises(blob: bytes, match: str, offset: int | None = None) -> RdbError:
     start = time.perf_counter()
     with pytest.raises(RdbError, match=match) as info:
@@ -155,19 +160,11 @@ def test_iter_checks_the_header_before_yielding() -> None:
 
 def test_entry_checks() -> None:
     good = encode_ziplist([b"abc", 100])
-    bad_prevlen = bytearray(good)
-    bad_prevlen[15] = 4
-    raises(bytes(bad_prevlen), "entry at 15 has prevlen 4, expected 5", 15)
-    first_prevlen = bytearray(good)
-    first_prevlen[10] = 1
-    raises(bytes(first_prevlen), "entry at 10 has prevlen 1, expected 0", 10)
-    early_end = bytearray(good)
-    early_end[15] = 0xFF
-    raises(bytes(early_end), "terminator at 15 but the blob ends at 18", 15)
+    raises(patched(good, 15, 4), "entry at 15 has prevlen 4, expected 5", 15)
+    raises(patched(good, 10, 1), "entry at 10 has prevlen 1, expected 0", 10)  # the first prevlen
+    raises(patched(good, 15, 0xFF), "terminator at 15 but the blob ends at 18", 15)  # early end
     for byte in (0xC1, 0xD7, 0xE8, 0xFF):
-        bad = bytearray(good)
-        bad[16] = byte
-        raises(bytes(bad), f"entry at 15 has invalid encoding byte 0x{byte:02x}", 16)
+        raises(patched(good, 16, byte), f"entry at 15 has invalid encoding byte 0x{byte:02x}", 16)
 
 
 def test_lying_lengths_fail_fast() -> None:
@@ -196,7 +193,7 @@ def test_only_rdb_errors_from_every_truncation_and_byte_flip() -> None:
             decode_ziplist(good[:cut])
     for i in [*range(0, 30), *range(300, len(good))]:
         for value in (0x00, 0x3F, 0x40, 0x80, 0xC0, 0xF1, 0xFE, 0xFF):
-            blob = good[:i] + bytes((value,)) + good[i + 1:]
+            blob = patched(good, i, value)
             try:
                 decode_ziplist(blob)
             except RdbError as exc:
