@@ -41,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         sys.stderr.close()
         return 1
+    except OSError as exc:  # a file that cannot be opened or written, a full disk
+        where = f"{exc.filename}: " if exc.filename else ""
+        click.echo(f"snaptool: error: {where}{exc.strerror or exc}", err=True)
+        return 1
     except KeyboardInterrupt:
         click.echo("snaptool: interrupted", err=True)
         return 130

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import sys
 
@@ -13,6 +14,7 @@ from ..jobs.export import export_file
 from ..jobs.inspect import inspect_file
 from ..rdb.model import KINDS
 from ..rdb.targets import parse_target
+from ..storage.atomic import atomic_output
 from .output import emit_json, file_progress, human_bytes
 
 _checksum_option = click.option("--no-verify-checksum", "no_verify", is_flag=True,
@@ -89,19 +91,16 @@ def export_command(file: str, fmt: str, db: int | None, match: str | None, types
       snaptool export dump.rdb --match 'user:*' | jq .
       snaptool export dump.rdb --format resp | redis-cli --pipe
     """
-    if output == "-":
-        binary = sys.stdout.buffer
-    else:
-        binary = open(output, "wb")
-    out = binary if fmt == "resp" else io.TextIOWrapper(binary, encoding="utf-8", write_through=False)
-    try:
-        report = export_file(file, out, fmt=fmt, db=db, match=match, types=types, verify_checksum=not no_verify)
-    finally:
-        out.flush()
-        if fmt != "resp":
-            out.detach()
-        if output != "-":
-            binary.close()
+    with contextlib.ExitStack() as stack:
+        binary = sys.stdout.buffer if output == "-" else stack.enter_context(atomic_output(output))
+        out = binary if fmt == "resp" else io.TextIOWrapper(binary, encoding="utf-8", write_through=False)
+        try:
+            report = export_file(file, out, fmt=fmt, db=db, match=match, types=types,
+                                 verify_checksum=not no_verify)
+        finally:
+            out.flush()
+            if fmt != "resp":
+                out.detach()
     for reason, n in report.not_exported.items():
         click.echo(f"snaptool: {n} keys not exported ({reason}: RESP has no command for them)", err=True)
 

@@ -20,6 +20,7 @@ from ..rdb.model import ModuleValue, StreamValue, format_id
 from ..rdb.reader import RdbReader
 
 _BATCH = 128
+_KEY_BUFFER = 1 << 20
 
 
 @dataclass
@@ -93,7 +94,38 @@ def _json_elements(kind: str, items: Iterable) -> Iterator[Any]:
 
 
 def write_jsonl_record(record: Record, out: TextIO) -> None:
-    """One JSON object for one key, streamed element by element for collections."""
+    """One JSON object for one key, streamed element by element for collections.
+
+    A key is assembled in memory up to ``_KEY_BUFFER`` characters before anything is written, so
+    a corrupt value met while decoding leaves no half line behind (except for keys larger than
+    that, which are streamed).
+    """
+    line = _KeyBuffer(out, "")
+    _jsonl_record(record, line)
+    line.flush()
+
+
+class _KeyBuffer:
+    """Collects what one key produces (text or bytes); writes through only once it grows large."""
+
+    def __init__(self, out, empty: str | bytes) -> None:
+        self.out = out
+        self.empty = empty
+        self.parts: list = []
+        self.size = 0
+
+    def write(self, data) -> None:
+        self.parts.append(data)
+        self.size += len(data)
+        if self.size > _KEY_BUFFER:
+            self.flush()
+
+    def flush(self) -> None:
+        self.out.write(self.empty.join(self.parts))
+        self.parts, self.size = [], 0
+
+
+def _jsonl_record(record: Record, out: _KeyBuffer) -> None:
     kind = record.kind
     head = {"db": record.db, "key": text(record.key), "type": kind, "expire_ms": record.expire_ms}
     prefix = _dumps(head)[:-1] + ',"value":'
@@ -234,8 +266,10 @@ def export_file(path: str | os.PathLike, out, *, fmt: str = "jsonl", db: int | N
                 if record.db != current_db:
                     out.write(resp_command(b"SELECT", b"%d" % record.db))
                     current_db = record.db
+                commands = _KeyBuffer(out, b"")
                 for command in resp_record(record):
-                    out.write(command)
+                    commands.write(command)
+                commands.flush()
             report.keys += 1
             record.release()
     return report

@@ -16,6 +16,7 @@ from ..rdb.fastscan import SCANNABLE, Run, ScanStats, type_mask
 from ..rdb.items import Aux, End, Function, ModuleAux, Record, SlotInfo
 from ..rdb.reader import RdbReader
 from ..rdb.source import Source
+from ..rdb.values import module_name_of
 
 TOP_KEYS = 20
 
@@ -102,7 +103,7 @@ def inspect_file(path: str | os.PathLike, *, verify_checksum: bool = True,
                 stats.type_keys[rec.type] += 1
                 stats.type_bytes[rec.type] += rec.size
                 if rec.kind == "module":
-                    name = rec.value().name
+                    name = module_name_of(rec)
                     report.modules[name] = report.modules.get(name, 0) + 1
                 biggest.add(rec.size, rec.key, rec.db, rec.kind)
                 if progress is not None:

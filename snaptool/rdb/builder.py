@@ -10,9 +10,7 @@ from typing import Any, BinaryIO, Iterable
 
 from .encoder import encode_value
 from .targets import Target
-from .writer import RdbWriter
-
-_COLLECTIONS = ("list", "set", "zset", "hash")
+from .writer import RdbWriter, aof_aux
 
 
 class RdbBuilder:
@@ -22,8 +20,7 @@ class RdbBuilder:
                  functions: Iterable[bytes] = ()) -> None:
         self.writer = RdbWriter(out, target)
         self.target = target
-        default_aux = [(b"redis-bits", b"64"), (b"aof-base" if target.rdb_version >= 10 else b"aof-preamble", b"0")]
-        self.writer.header([*aux, *default_aux])
+        self.writer.header([*aux, (b"redis-bits", b"64"), aof_aux(target)])
         for code in functions:
             self.writer.function(code)
         self._db: int | None = None
@@ -31,16 +28,18 @@ class RdbBuilder:
         self.empty_skipped = 0
 
     def add(self, key: bytes, kind: str, value: Any, *, db: int = 0, expire_ms: int | None = None) -> None:
-        """Add one key; an empty collection is skipped, as engines never store one."""
-        if kind in _COLLECTIONS and not isinstance(value, (list, tuple)):
-            value = list(value)
-        if kind in _COLLECTIONS and not value:
+        """Add one key; an empty collection is skipped, as engines never store one.
+
+        Raises ValueError for a value the engine would refuse (duplicate members or fields).
+        """
+        encoded = encode_value(kind, value, self.target)
+        if encoded is None:
             self.empty_skipped += 1
             return
         if db != self._db:
             self.writer.select_db(db)
             self._db = db
-        self.writer.value(key, encode_value(kind, value, self.target), expire_ms=expire_ms)
+        self.writer.value(key, encoded, expire_ms=expire_ms)
         self.keys += 1
 
     def finish(self) -> int:

@@ -7,6 +7,8 @@ different things in Redis and Valkey files, so anything flavour-dependent is loo
 
 from __future__ import annotations
 
+import functools
+
 # Object types (the byte before a key).
 T_STRING = 0
 T_LIST = 1
@@ -55,10 +57,6 @@ OP_EOF = 255
 # Module opcodes (inside MODULE_2 values and MODULE_AUX).
 MOD_EOF, MOD_SINT, MOD_UINT, MOD_FLOAT, MOD_DOUBLE, MOD_STRING = 0, 1, 2, 3, 4, 5
 
-#: Highest Redis RDB version read fully; 13+ only as far as documented, anything else refused.
-REDIS_MAX_VERSION = 12
-VALKEY_VERSIONS = (80,)
-
 #: Logical kind of every object type, per flavour ("redis" for REDIS magic, "valkey" for VALKEY magic).
 _KINDS_COMMON = {
     T_STRING: "string", T_LIST: "list", T_SET: "set", T_ZSET: "zset", T_HASH: "hash", T_ZSET_2: "zset",
@@ -98,11 +96,6 @@ _TYPES_BY_VERSION: list[tuple[int, frozenset[int]]] = [
 _TYPES_VALKEY_80 = frozenset([0, 1, 2, 3, 4, 5, 7, *range(9, 23)])
 
 
-def flavour_of(magic: bytes) -> str:
-    """'valkey' for a VALKEY magic, 'redis' otherwise (Valkey ≤ 8 writes REDIS magic too)."""
-    return "valkey" if magic.startswith(b"VALKEY") else "redis"
-
-
 def kind_of(type_byte: int, flavour: str) -> str | None:
     """Logical kind ('string', 'hash', ...) of a type byte in a file of the given flavour, or None."""
     return (_KINDS_VALKEY if flavour == "valkey" else _KINDS_REDIS).get(type_byte)
@@ -114,6 +107,7 @@ def encoding_name(type_byte: int, flavour: str) -> str:
     return table.get(type_byte, f"type-{type_byte}")
 
 
+@functools.lru_cache(maxsize=None)
 def types_for_version(version: int, flavour: str = "redis") -> frozenset[int]:
     """Type bytes a loader of this RDB version accepts (the set a writer may emit)."""
     if version >= 80:

@@ -2,8 +2,12 @@
 
 Thresholds are the engines' defaults (hash 512 entries / 64 bytes, zset 128 / 64, set listpack
 128 / 64, intset 512, list nodes of 8 KB), so a file written here loads into the same in-memory
-encodings as one the engine saved. Large bodies are assembled in a spooled temporary file: a
-count-prefixed value is only written once its count is known, and memory stays bounded.
+encodings as one the engine saved. Large bodies are assembled in a spooled temporary file, so a
+count-prefixed value is written once its count is known; lists stream element by element, while
+sets, zsets and hashes are held as Python lists (they must be checked for duplicates and sorted).
+
+Values an engine would refuse raise ValueError: duplicate members or fields, field TTLs outside
+1 … 2^48-1 ms. An empty collection encodes to None (engines never store one).
 """
 
 from __future__ import annotations
@@ -11,13 +15,13 @@ from __future__ import annotations
 import math
 import tempfile
 from dataclasses import dataclass
-from typing import IO, Iterable, Iterator
+from typing import IO, Any, Iterable, Iterator
 
 from ..errors import SnaptoolError
 from . import constants as C
 from .encodings.intset import encode_intset
 from .encodings.listpack import encode_listpack, listpack_entry_size
-from .encodings.ziplist import encode_ziplist
+from .encodings.ziplist import encode_ziplist, ziplist_entry_size
 from .encodings.zipmap import encode_zipmap
 from .model import StreamValue
 from .primitives import (canonical_int, encode_double_binary, encode_double_legacy, encode_length,
@@ -31,6 +35,8 @@ SET_MAX_INTSET_ENTRIES = 512
 LIST_NODE_BYTES = 8192
 LIST_ZIPLIST_ENTRIES, LIST_ZIPLIST_VALUE = 512, 64  # list-max-ziplist-* before quicklists (RDB < 7)
 STREAM_NODE_ENTRIES = 100
+FIELD_EXPIRE_MAX = (1 << 48) - 1  # EB_EXPIRE_TIME_MAX: loaders refuse later field expiries
+_INT64_MAX = (1 << 63) - 1
 _SPOOL_MEMORY = 8 << 20
 
 
@@ -74,19 +80,27 @@ def _small(items: list[bytes], max_entries: int, max_value: int) -> bool:
     return len(items) <= max_entries and all(len(x) <= max_value for x in items)
 
 
-def encode_value(kind: str, value, target: Target) -> Encoded:
-    """Encode a logical value (see :mod:`snaptool.rdb.model`) for the target's RDB version."""
+def encode_value(kind: str, value: Any, target: Target) -> Encoded | None:
+    """Encode a logical value (see :mod:`snaptool.rdb.model`) for the target's RDB version;
+    None for an empty collection."""
     encoder = _ENCODERS.get(kind)
     if encoder is None:
         raise SnaptoolError(f"cannot encode a {kind} value")
     return encoder(value, target)
 
 
+def _unique(names: list[bytes], what: str) -> None:
+    if len(set(names)) != len(names):
+        seen: set[bytes] = set()
+        dup = next(n for n in names if n in seen or seen.add(n))
+        raise ValueError(f"duplicate {what} {dup[:60]!r}")
+
+
 def _string(value: bytes, target: Target) -> Encoded:
     return Encoded(C.T_STRING, [encode_string(value)])
 
 
-def _list(value: Iterable[bytes], target: Target) -> Encoded:
+def _list(value: Iterable[bytes], target: Target) -> Encoded | None:
     v = target.rdb_version
     if v >= 10:
         # Redis 7.4+ stores any element over the node size as a plain node; older engines and
@@ -96,13 +110,16 @@ def _list(value: Iterable[bytes], target: Target) -> Encoded:
     if v >= 7:
         return _quicklist(value, packed=False, plain_over=None)
     items = list(value)
+    if not items:
+        return None
     if v >= 2 and _small(items, LIST_ZIPLIST_ENTRIES, LIST_ZIPLIST_VALUE):
-        return Encoded(C.T_LIST_ZIPLIST, [encode_raw_string(encode_ziplist(items))])
+        return Encoded(C.T_LIST_ZIPLIST, [encode_string(encode_ziplist(items, legacy=v < 6))])
     return _plain(C.T_LIST, items)
 
 
-def _quicklist(value: Iterable[bytes], *, packed: bool, plain_over: int | None) -> Encoded:
+def _quicklist(value: Iterable[bytes], *, packed: bool, plain_over: int | None) -> Encoded | None:
     """Quicklist nodes of about 8 KB: listpacks (RDB 10+) or ziplists (RDB 7-9)."""
+    entry_size = listpack_entry_size if packed else ziplist_entry_size
     body = Body()
     nodes = 0
     node: list[bytes] = []
@@ -124,12 +141,14 @@ def _quicklist(value: Iterable[bytes], *, packed: bool, plain_over: int | None) 
             body.write(b"\x01" + encode_string(item))
             nodes += 1
             continue
-        size = listpack_entry_size(item)
+        size = entry_size(item)
         if node and node_bytes + size > LIST_NODE_BYTES:
             flush()
         node.append(item)
         node_bytes += size
     flush()
+    if not nodes:
+        return None
     return Encoded(C.T_LIST_QUICKLIST_2 if packed else C.T_LIST_QUICKLIST, [encode_length(nodes), body])
 
 
@@ -140,8 +159,11 @@ def _plain(type_byte: int, items: list[bytes]) -> Encoded:
     return Encoded(type_byte, [encode_length(len(items)), body])
 
 
-def _set(value: Iterable[bytes], target: Target) -> Encoded:
+def _set(value: Iterable[bytes], target: Target) -> Encoded | None:
     items = list(value)
+    if not items:
+        return None
+    _unique(items, "set member")
     v = target.rdb_version
     if v >= 2 and len(items) <= SET_MAX_INTSET_ENTRIES:
         ints = [canonical_int(x) for x in items]
@@ -153,7 +175,8 @@ def _set(value: Iterable[bytes], target: Target) -> Encoded:
 
 
 def _score_item(score: float) -> bytes | int:
-    """Listpack/ziplist score: an integer when exact, else the engine's text form."""
+    """Listpack/ziplist score: an integer when exact, else text that parses back to the same
+    double (the engines print "%.17g" or fpconv digits; loaders only need the value)."""
     if score == 0 and math.copysign(1.0, score) < 0:
         return b"-0"
     if abs(score) < (1 << 62) and score == int(score):
@@ -165,8 +188,13 @@ def _score_item(score: float) -> bytes | int:
     return repr(score).encode()
 
 
-def _zset(value: Iterable[tuple[bytes, float]], target: Target) -> Encoded:
+def _zset(value: Iterable[tuple[bytes, float]], target: Target) -> Encoded | None:
     pairs = sorted(value, key=lambda p: (p[1], p[0]))
+    if not pairs:
+        return None
+    _unique([m for m, _ in pairs], "zset member")
+    if any(s != s for _, s in pairs):
+        raise ValueError("zset score is NaN")
     v = target.rdb_version
     small = len(pairs) <= ZSET_MAX_ENTRIES and all(len(m) <= ZSET_MAX_VALUE for m, _ in pairs)
     if small and v >= 2:
@@ -176,7 +204,7 @@ def _zset(value: Iterable[tuple[bytes, float]], target: Target) -> Encoded:
             flat.append(_score_item(score))
         if v >= 10:
             return Encoded(C.T_ZSET_LISTPACK, [encode_string(encode_listpack(flat))])
-        return Encoded(C.T_ZSET_ZIPLIST, [encode_string(encode_ziplist(flat))])
+        return Encoded(C.T_ZSET_ZIPLIST, [encode_string(encode_ziplist(flat, legacy=v < 6))])
     body = Body()
     if v >= 8:
         for member, score in reversed(pairs):  # highest first, as the engine writes skiplists
@@ -187,10 +215,16 @@ def _zset(value: Iterable[tuple[bytes, float]], target: Target) -> Encoded:
     return Encoded(C.T_ZSET, [encode_length(len(pairs)), body])
 
 
-def _hash(value: Iterable[tuple], target: Target) -> Encoded:
+def _hash(value: Iterable[tuple], target: Target) -> Encoded | None:
     triples = [(t[0], t[1], t[2] if len(t) > 2 else None) for t in value]
+    if not triples:
+        return None
+    _unique([f for f, _, _ in triples], "hash field")
     v = target.rdb_version
     has_ttl = any(e is not None for _, _, e in triples)
+    bad = next((e for _, _, e in triples if e is not None and not 0 < e <= FIELD_EXPIRE_MAX), None)
+    if bad is not None:
+        raise ValueError(f"hash field expiry {bad} is outside 1 … 2^48-1 ms")
     small = len(triples) <= HASH_MAX_ENTRIES and all(
         len(f) <= HASH_MAX_VALUE and len(x) <= HASH_MAX_VALUE for f, x, _ in triples)
     if has_ttl and v >= 80:  # Valkey keeps listpack hashes free of TTLs: volatile fields mean HASH_2
@@ -221,7 +255,7 @@ def _hash(value: Iterable[tuple], target: Target) -> Encoded:
                 [x for f, val, _ in triples for x in (f, val)]))])
         if v >= 4:
             return Encoded(C.T_HASH_ZIPLIST, [encode_string(encode_ziplist(
-                [x for f, val, _ in triples for x in (f, val)]))])
+                [x for f, val, _ in triples for x in (f, val)], legacy=v < 6))])
         return Encoded(C.T_HASH_ZIPMAP, [encode_string(encode_zipmap([(f, val) for f, val, _ in triples]))])
     body = Body()
     for f, x, _ in triples:
@@ -237,12 +271,24 @@ def _stream_id_be(stream_id: tuple[int, int]) -> bytes:
     return stream_id[0].to_bytes(8, "big") + stream_id[1].to_bytes(8, "big")
 
 
+def _node_chunks(entries: list) -> Iterator[list]:
+    """Up to 100 entries per node; a new node also where an id delta would not fit 64 bits."""
+    chunk: list = []
+    for entry in entries:
+        if chunk and (len(chunk) == STREAM_NODE_ENTRIES
+                      or entry.id[0] - chunk[0].id[0] > _INT64_MAX
+                      or not -_INT64_MAX <= entry.id[1] - chunk[0].id[1] <= _INT64_MAX):
+            yield chunk
+            chunk = []
+        chunk.append(entry)
+    if chunk:
+        yield chunk
+
+
 def _stream_nodes(value: StreamValue) -> list[bytes]:
     """Node listpacks as the engine builds them: up to 100 entries, fields of the first as master."""
     out = []
-    entries = value.entries
-    for start in range(0, len(entries), STREAM_NODE_ENTRIES):
-        chunk = entries[start:start + STREAM_NODE_ENTRIES]
+    for chunk in _node_chunks(value.entries):
         master = chunk[0].id
         master_fields = [f for f, _ in chunk[0].fields]
         items: list[bytes | int] = [len(chunk), 0, len(master_fields), *master_fields, 0]

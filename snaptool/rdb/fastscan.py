@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import constants as C
+from .source import LZF_MAX_RATIO
 
 #: Types whose value is exactly one RDB String (a plain string or an encoded blob).
 _ONE_STRING = (C.T_STRING, C.T_HASH_ZIPMAP, C.T_LIST_ZIPLIST, C.T_SET_INTSET, C.T_ZSET_ZIPLIST,
@@ -83,11 +84,10 @@ def _skip_string(buf: bytes, pos: int) -> int:
             clen, after = int.from_bytes(buf[clen_pos + 1:clen_pos + 5], "big"), clen_pos + 5
         else:
             return -1
-        u = buf[after]  # the uncompressed length: only its width matters here
-        width = 1 if u < 0x40 else 2 if u < 0x80 else 5 if u == 0x80 else 0
-        if not clen or not width:
-            return -1
-        return after + width + clen
+        ulen, after = _length(buf, after)
+        if not clen or ulen < 0 or ulen > clen * LZF_MAX_RATIO + 64:
+            return -1  # the reader refuses it with a message
+        return after + clen
     return -1
 
 

@@ -120,7 +120,9 @@ class Record:
     def value_bytes(self) -> bytes:
         """The value's bytes (after the key), as a DUMP payload body would carry them."""
         if isinstance(self.raw, Spill):
-            return self.raw.getvalue()[self.value_start:]
+            f = self.raw.open()
+            f.seek(self.value_start)
+            return f.read()
         return self.raw[self.value_start:]
 
     def value(self) -> Any:

@@ -49,7 +49,7 @@ def canonical_int(data: bytes) -> int | None:
     return value
 
 
-def encode_string(data: bytes, *, compress: bool = True) -> bytes:
+def encode_string(data: bytes) -> bytes:
     """An RDB String: int-encoded when Redis would, LZF when it saves 4+ bytes, raw otherwise."""
     n = len(data)
     if n <= 11:
@@ -61,7 +61,7 @@ def encode_string(data: bytes, *, compress: bool = True) -> bytes:
                 return b"\xc1" + value.to_bytes(2, "little", signed=True)
             if _INT32_MIN <= value <= _INT32_MAX:
                 return b"\xc2" + value.to_bytes(4, "little", signed=True)
-    if compress and n > LZF_MIN_LENGTH:
+    if n > LZF_MIN_LENGTH:
         packed = lzf.compress(data, n - 4) if n > 4 else None
         if packed:
             return b"\xc3" + encode_length(len(packed)) + encode_length(n) + packed

@@ -7,7 +7,6 @@ Anything it does not understand is refused with the type or opcode, RDB version 
 
 from __future__ import annotations
 
-import io
 import os
 import sys
 from typing import BinaryIO, Iterator
@@ -19,6 +18,7 @@ from .items import (Aux, End, Function, Header, Item, ModuleAux, Record, ResizeD
 from .fastscan import Run, ScanStats, scan_run
 from .source import CHUNK, Source
 
+_MAX_DB = (1 << 31) - 1  # engines keep the database count in a C int
 _MODULE_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 
@@ -124,6 +124,7 @@ class RdbReader:
         header = self.header
         version, flavour, path = header.version, header.flavour, self.path
         valkey = flavour == "valkey"
+        skippers = _VALKEY_SKIPPERS if valkey else _SKIPPERS
         db = 0
         expire_ms = idle = freq = None
         u8 = src.u8
@@ -140,14 +141,14 @@ class RdbReader:
             offset = src.offset
             t = u8()
             if t < 242:
-                if not _known_type(t, valkey, version):
+                if t not in skippers:
                     raise UnsupportedError(_type_message(t, header), offset=offset, path=path)
                 src.begin_capture(back=1)  # the raw bytes start at the type byte
                 key = None
                 try:
                     key = src.string()
                     value_start = src.offset - offset
-                    _SKIPPERS[t](src, t, valkey)
+                    skippers[t](src, t, valkey)
                 except RdbError as exc:
                     src.abort_capture()
                     if exc.key is None:
@@ -162,6 +163,9 @@ class RdbReader:
                 expire_ms = src.ms_time()
             elif t == C.OP_SELECTDB:
                 db = src.length()
+                if db > _MAX_DB:
+                    raise RdbError(f"SELECTDB {db} is beyond any engine's database range", offset=offset,
+                                   path=path)
                 yield SelectDb(db)
             elif t == C.OP_RESIZEDB:
                 yield ResizeDb(src.length(), src.length())
@@ -196,14 +200,6 @@ class RdbReader:
                 yield _slot_import(src)
             else:
                 raise UnsupportedError(_opcode_message(t, header), offset=offset, path=path)
-
-
-def _known_type(t: int, valkey: bool, version: int) -> bool:
-    if t in _SKIPPERS:
-        if valkey:
-            return t <= 22
-        return t != C.T_MODULE_PRE_GA or version < 11
-    return False
 
 
 def _type_message(t: int, header: Header) -> str:
@@ -379,11 +375,10 @@ _SKIPPERS = {
     C.T_STREAM_LISTPACKS: _skip_stream, C.T_HASH_LISTPACK: _skip_string_value,
     C.T_ZSET_LISTPACK: _skip_string_value, C.T_LIST_QUICKLIST_2: _skip_quicklist2,
     C.T_STREAM_LISTPACKS_2: _skip_stream, C.T_SET_LISTPACK: _skip_string_value,
-    C.T_STREAM_LISTPACKS_3: _skip_stream, 22: _skip_hash_metadata, 23: _skip_listpack_ex,
-    C.T_HASH_METADATA: _skip_hash_metadata, C.T_HASH_LISTPACK_EX: _skip_listpack_ex,
+    C.T_STREAM_LISTPACKS_3: _skip_stream, C.T_HASH_METADATA_PRE_GA: _skip_hash_metadata,
+    C.T_HASH_LISTPACK_EX_PRE_GA: _skip_listpack_ex, C.T_HASH_METADATA: _skip_hash_metadata,
+    C.T_HASH_LISTPACK_EX: _skip_listpack_ex,
 }
+#: In VALKEY files byte 22 is HASH_2 (walked by _skip_hash_metadata's Valkey branch); 23-25 do not exist.
+_VALKEY_SKIPPERS = {t: f for t, f in _SKIPPERS.items() if t <= C.T_VALKEY_HASH_2}
 
-
-def read_all(data: bytes, **kwargs) -> list[Item]:
-    """Every item of an in-memory RDB file (tests and small tools)."""
-    return list(RdbReader(io.BytesIO(data), **kwargs).items())

@@ -10,7 +10,6 @@ it is read, so memory stays bounded by the buffer however big a key is.
 
 from __future__ import annotations
 
-import shutil
 import struct
 import tempfile
 from typing import BinaryIO
@@ -43,13 +42,9 @@ class Spill:
         self.size += len(data)
 
     def open(self) -> BinaryIO:
-        """The bytes from the start (the same handle each time: read them once at a time)."""
+        """The bytes from the start. It is the same handle each time, so only one reader at a time."""
         self.file.seek(0)
         return self.file
-
-    def copy_to(self, out: BinaryIO, start: int = 0) -> None:
-        self.file.seek(start)
-        shutil.copyfileobj(self.file, out, CHUNK)
 
     def getvalue(self) -> bytes:
         self.file.seek(0)
@@ -134,8 +129,11 @@ class Source:
             return
         parts = [buf[keep:]] if keep < len(buf) else []
         have = len(buf) - pos
+        # Each refill copies what is kept; reading at least as much again keeps a growing capture
+        # linear in its size rather than quadratic.
+        floor = max(self.chunk, pos - keep)
         while have < n:
-            want = max(self.chunk, min(n - have, self.chunk * 4))
+            want = max(floor, min(n - have, self.chunk * 4))
             data = self._f.read(want)
             if not data:
                 self._eof = True
@@ -280,7 +278,7 @@ class Source:
         start = self.offset
         clen = self.length()
         ulen = self.length()
-        if clen == 0 or ulen > clen * LZF_MAX_RATIO + 64:
+        if clen == 0 or ulen > clen * LZF_MAX_RATIO + 64:  # fastscan applies the same bound
             raise self.error(f"LZF string claims {ulen} bytes from {clen} compressed bytes", start)
         return clen, ulen
 

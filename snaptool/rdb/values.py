@@ -17,6 +17,7 @@ from .encodings.zipmap import iter_zipmap
 from .items import Record
 from .model import (ModuleValue, PendingEntry, StreamConsumer, StreamEntry, StreamGroup, StreamId,
                     StreamValue)
+from .encoder import FIELD_EXPIRE_MAX
 from .reader import module_name
 from .source import Source, Spill
 
@@ -35,34 +36,47 @@ def value_source(record: Record) -> Source:
     return src
 
 
-_COUNTED = {C.T_LIST, C.T_SET, C.T_ZSET, C.T_HASH, C.T_ZSET_2, C.T_LIST_QUICKLIST, C.T_LIST_QUICKLIST_2}
-_SMALLEST_NON_EMPTY_BLOB = 16  # an empty ziplist is 11 bytes, listpack 7, intset 8, zipmap 2
+_COUNTED = frozenset([C.T_LIST, C.T_SET, C.T_ZSET, C.T_HASH, C.T_ZSET_2, C.T_VALKEY_HASH_2])
+_QUICKLISTS = frozenset([C.T_LIST_QUICKLIST, C.T_LIST_QUICKLIST_2])
+#: where an encoded blob keeps its element count: (offset, width); a zero count means empty
+_BLOB_COUNT = {C.T_HASH_ZIPMAP: (0, 1), C.T_LIST_ZIPLIST: (8, 2), C.T_ZSET_ZIPLIST: (8, 2),
+               C.T_HASH_ZIPLIST: (8, 2), C.T_SET_INTSET: (4, 4), C.T_HASH_LISTPACK: (4, 2),
+               C.T_ZSET_LISTPACK: (4, 2), C.T_SET_LISTPACK: (4, 2), C.T_HASH_LISTPACK_EX_PRE_GA: (4, 2),
+               C.T_HASH_LISTPACK_EX: (4, 2)}
+_SMALL_QUICKLIST = 64  # below this a quicklist's nodes are decoded to see whether all are empty
 
 
 def is_empty(record: Record) -> bool:
     """Whether a collection holds no element (loaders skip such keys; writers must not emit them).
 
-    Cheap: a zero count is one byte, and an empty encoded blob is tiny, so only tiny values are
-    decoded to find out.
+    Reads only a count: the leading length of a plain collection, or the count in an encoded
+    blob's header. Small quicklists are decoded, since every one of their nodes may be empty.
     """
-    kind = record.kind
-    if kind in ("string", "stream", "module"):
+    t = record.type
+    if record.kind in ("string", "stream", "module"):
         return False
-    size = record.size - record.value_start
-    if record.type in _COUNTED and size and _first_value_byte(record) == 0:
-        return True
-    if size >= _SMALLEST_NON_EMPTY_BLOB * 2:
+    src = value_source(record)
+    if t == C.T_HASH_METADATA or t == C.T_HASH_LISTPACK_EX:
+        src.skip(8)  # minExpire
+    if t in _COUNTED or (t == C.T_HASH_METADATA_PRE_GA and record.flavour == "redis") or t == C.T_HASH_METADATA:
+        return src.length() == 0
+    if t in _QUICKLISTS:
+        if record.size - record.value_start < _SMALL_QUICKLIST:
+            return next(iter_value(record), None) is None
+        return src.length() == 0
+    first = src.u8()
+    if first >= 0x40:  # a long or compressed String: an empty blob is a handful of bytes
         return False
-    return next(iter_value(record), None) is None
+    at, width = _BLOB_COUNT[t]
+    if first < at + width:
+        return next(iter_value(record), None) is None  # too short for a header: let decoding judge
+    header = src.read(at + width)
+    return int.from_bytes(header[at:], "little") == 0
 
 
-def _first_value_byte(record: Record) -> int:
-    raw = record.raw
-    if isinstance(raw, Spill):
-        f = raw.open()
-        f.seek(record.value_start)
-        return f.read(1)[0]
-    return raw[record.value_start]
+def module_name_of(record: Record) -> str:
+    """The type name of a module value, from its id alone (the payload is not read)."""
+    return module_name(value_source(record).length())
 
 
 def decode_value(record: Record) -> Any:
@@ -76,7 +90,7 @@ def decode_value(record: Record) -> Any:
 def iter_value(record: Record) -> Iterator[Any]:
     """Elements of a collection one by one; a string, stream or module value as a single item."""
     try:
-        decoder = _DECODERS[(record.type, record.flavour == "valkey" and record.type == 22)]
+        decoder = _DECODERS[(record.type, record.flavour == "valkey" and record.type == C.T_VALKEY_HASH_2)]
     except KeyError:
         raise RdbError(f"type {record.type} cannot be decoded", offset=record.offset, path=record.path,
                        key=record.key) from None
@@ -99,6 +113,8 @@ def _score(item: bytes | int, src: Source, start: int) -> float:
     if type(item) is int:
         return float(item)
     try:
+        if b"_" in item or item != item.strip():
+            raise ValueError  # Python accepts these; the engines' strtod does not
         value = float(item)
     except ValueError:
         raise src.error(f"zset score {item[:40]!r} is not a number", start) from None
@@ -233,19 +249,24 @@ def _listpack_hash(src: Source, record: Record) -> Iterator[tuple]:
         yield _text(field), _text(value), None
 
 
+def _field_expire(expire: int, src: Source, start: int) -> int:
+    if not 0 < expire <= FIELD_EXPIRE_MAX:
+        raise src.error(f"hash field expiry {expire} is outside 1 … 2^48-1 ms", start)
+    return expire
+
+
 def _hash_metadata(src: Source, record: Record) -> Iterator[tuple]:
     """Redis 7.4 hashes with field TTLs stored as a table (24; 22 is its pre-GA form)."""
     min_expire = src.ms_time() if record.type == C.T_HASH_METADATA else None
     for _ in range(src.length()):
+        start = src.offset
         ttl = src.length()
         field = src.string()
         value = src.string()
         if not ttl:
             yield field, value, None
-        elif min_expire is None:
-            yield field, value, ttl
         else:
-            yield field, value, ttl + min_expire - 1
+            yield field, value, _field_expire(ttl if min_expire is None else ttl + min_expire - 1, src, start)
 
 
 def _listpack_ex(src: Source, record: Record) -> Iterator[tuple]:
@@ -259,7 +280,7 @@ def _listpack_ex(src: Source, record: Record) -> Iterator[tuple]:
         expire = items[i + 2]
         if type(expire) is not int:
             raise src.error("hash listpack-ex field expiry is not an integer", start)
-        yield _text(items[i]), _text(items[i + 1]), expire or None
+        yield _text(items[i]), _text(items[i + 1]), _field_expire(expire, src, start) if expire else None
 
 
 def _valkey_hash2(src: Source, record: Record) -> Iterator[tuple]:
@@ -269,9 +290,7 @@ def _valkey_hash2(src: Source, record: Record) -> Iterator[tuple]:
         value = src.string()
         start = src.offset
         expire = src.ms_time()
-        if expire < -1:
-            raise src.error(f"hash field expiry {expire} is below -1", start)
-        yield field, value, None if expire == -1 else expire
+        yield field, value, None if expire == -1 else _field_expire(expire, src, start)
 
 
 def _module(src: Source, record: Record) -> Iterator[ModuleValue]:
@@ -385,6 +404,6 @@ _DECODERS: dict[tuple[int, bool], Callable[[Source, Record], Iterator[Any]]] = {
     (C.T_HASH_LISTPACK, False): _listpack_hash, (C.T_ZSET_LISTPACK, False): _listpack_zset,
     (C.T_LIST_QUICKLIST_2, False): _quicklist2, (C.T_STREAM_LISTPACKS_2, False): _stream,
     (C.T_SET_LISTPACK, False): _listpack_items, (C.T_STREAM_LISTPACKS_3, False): _stream,
-    (22, False): _hash_metadata, (23, False): _listpack_ex, (C.T_HASH_METADATA, False): _hash_metadata,
+    (C.T_HASH_METADATA_PRE_GA, False): _hash_metadata, (C.T_HASH_LISTPACK_EX_PRE_GA, False): _listpack_ex, (C.T_HASH_METADATA, False): _hash_metadata,
     (C.T_HASH_LISTPACK_EX, False): _listpack_ex, (C.T_VALKEY_HASH_2, True): _valkey_hash2,
 }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import BinaryIO, Iterable
 
+from ..errors import SnaptoolError
 from . import constants as C
 from .checksum import crc64
 from .encoder import Encoded
@@ -32,25 +33,27 @@ def header_aux(source: list[Aux], source_header: Header | None, target: Target) 
     fields (bits, ctime, used-mem, unknown ones) kept, replication and layout fields dropped."""
     if target.rdb_version < 7:
         return []
-    same = source_header is not None and source_header.version == target.rdb_version and \
-        source_header.flavour == target.flavour
     kept = {a.key: a.value for a in source}
     out: list[tuple[bytes, bytes]] = []
-    ver_key = b"valkey-ver" if target.flavour == "valkey" else b"redis-ver"
-    if same and ver_key in kept:
-        out.append((ver_key, kept[ver_key]))
+    if source_header is not None and source_header.version == target.rdb_version:
+        # same format: the writer named in the source still describes the file
+        out += [(key, kept[key]) for key in (b"redis-ver", b"valkey-ver") if key in kept]
     elif target.version != (0,):
+        ver_key = b"valkey-ver" if target.flavour == "valkey" else b"redis-ver"
         out.append((ver_key, ".".join(map(str, (*target.version, 0)[:3])).encode()))
-    elif ver_key in kept:
-        out.append((ver_key, kept[ver_key]))
     for key, value in kept.items():
         if key in _REPLICATION_AUX or key in _REGENERATED_AUX:
             continue
         if key == b"lua" and target.rdb_version >= 10:
             continue  # 7.0+ ignores cached scripts
         out.append((key, value))
-    out.append((b"aof-base", b"0") if target.rdb_version >= 10 else (b"aof-preamble", b"0"))
+    out.append(aof_aux(target))
     return out
+
+
+def aof_aux(target: Target) -> tuple[bytes, bytes]:
+    """The AOF marker a server writes in a plain RDB file: `aof-base` from RDB 10, `aof-preamble` before."""
+    return (b"aof-base", b"0") if target.rdb_version >= 10 else (b"aof-preamble", b"0")
 
 
 class RdbWriter:
@@ -64,7 +67,6 @@ class RdbWriter:
         self._pending = 0
         self._crc = 0
         self.bytes_written = 0
-        self._started = False
 
     # -- low level -----------------------------------------------------------------------------
 
@@ -88,7 +90,6 @@ class RdbWriter:
     def header(self, aux: Iterable[tuple[bytes, bytes]] = ()) -> None:
         """Magic, then AUX fields (RDB 7+)."""
         self._emit(self.target.magic)
-        self._started = True
         for key, value in aux:
             self.aux(key, value)
 
@@ -97,13 +98,24 @@ class RdbWriter:
         if self.version >= 7:
             self._emit(b"\xfa" + encode_string(key) + encode_string(value))
 
+    def _require(self, version: int, what: str) -> None:
+        if self.version < version:
+            raise SnaptoolError(f"RDB {self.version} cannot hold {what} (RDB {version}+)")
+
     def module_aux(self, raw: bytes) -> None:
-        """A MODULE_AUX item, copied (RDB 9+; the caller decides what to do below)."""
+        """A MODULE_AUX item, copied (RDB 9+)."""
+        self._require(9, "module aux data")
         self._emit(b"\xf7" + raw)
 
     def function(self, code: bytes) -> None:
         """A FUNCTION2 library (RDB 10+)."""
+        self._require(10, "functions")
         self._emit(b"\xf5" + encode_string(code))
+
+    def slot_import(self, raw: bytes) -> None:
+        """A Valkey SLOT_IMPORT item, copied (VALKEY080+)."""
+        self._require(80, "slot-import states")
+        self._emit(b"\xf3" + raw)
 
     def select_db(self, db: int, db_size: int | None = None, expires_size: int | None = None) -> None:
         """SELECTDB, with a RESIZEDB hint (RDB 7+) when sizes are known."""
@@ -111,18 +123,15 @@ class RdbWriter:
         if db_size is not None and self.version >= 7:
             self._emit(b"\xfb" + encode_length(db_size) + encode_length(expires_size or 0))
 
-    def slot_info(self, slot: int, size: int, expires_size: int) -> None:
-        """SLOT_INFO hint (RDB 12+ only)."""
-        if self.version >= 12:
-            self._emit(b"\xf4" + encode_length(slot) + encode_length(size) + encode_length(expires_size))
-
     def _prefix(self, expire_ms: int | None, idle: int | None, freq: int | None) -> None:
         v = self.version
         if expire_ms is not None:
             if v >= 3:
                 self._emit(b"\xfc" + encode_ms_time(expire_ms))
-            else:
+            elif -(1 << 31) <= expire_ms // 1000 < 1 << 31:
                 self._emit(b"\xfd" + (expire_ms // 1000).to_bytes(4, "little", signed=True))
+            else:
+                raise SnaptoolError(f"RDB {v} stores expiries as 32-bit seconds: {expire_ms} ms does not fit")
         if v >= 9:
             if idle is not None:
                 self._emit(b"\xf8" + encode_length(idle))
@@ -171,6 +180,12 @@ class RdbWriter:
 def can_pass_through(record: Record, target: Target) -> bool:
     """Whether a record's bytes are valid as they are in a file for ``target``."""
     t = record.type
-    if t in (22, 23):  # Redis pre-GA field-TTL hashes, or Valkey HASH_2: flavour must match
+    if t in (C.T_HASH_METADATA_PRE_GA, C.T_HASH_LISTPACK_EX_PRE_GA):
+        # Redis pre-GA field-TTL hashes are always rewritten; Valkey HASH_2 only moves to Valkey 9+
         return t == C.T_VALKEY_HASH_2 and record.flavour == "valkey" and target.rdb_version >= 80
+    if target.rdb_version < 6 and record.version >= 6 and t in _ZIPLIST_TYPES:
+        return False  # the blob may use ziplist integer forms RDB 2-5 loaders lack
     return t in C.types_for_version(target.rdb_version, target.flavour)
+
+
+_ZIPLIST_TYPES = frozenset([C.T_LIST_ZIPLIST, C.T_ZSET_ZIPLIST, C.T_HASH_ZIPLIST])

@@ -110,8 +110,12 @@ def decode_ziplist(blob: bytes) -> list[bytes | int]:
     return list(iter_ziplist(blob))
 
 
-def _encode_payload(item: bytes | int) -> bytes:
-    """encoding+data of one entry (everything but prevlen), with Redis's zipTryEncoding choices."""
+def _encode_payload(item: bytes | int, legacy: bool = False) -> bytes:
+    """encoding+data of one entry (everything but prevlen), with Redis's zipTryEncoding choices.
+
+    ``legacy``: only the int16/32/64 forms, for RDB 2-5 loaders (Redis 2.4), which predate the
+    4-bit immediates, int8 and int24.
+    """
     value = item if isinstance(item, int) else canonical_int(item)
     if value is None:
         n = len(item)
@@ -122,13 +126,13 @@ def _encode_payload(item: bytes | int) -> bytes:
         if n <= 0xFFFFFFFF:
             return b"\x80" + n.to_bytes(4, "big") + item
         raise ValueError(f"ziplist: a {n}-byte string does not fit a 32-bit length")
-    if 0 <= value <= 12:
+    if 0 <= value <= 12 and not legacy:
         return bytes((0xF1 + value,))
-    if -128 <= value <= 127:
+    if -128 <= value <= 127 and not legacy:
         return b"\xfe" + value.to_bytes(1, "little", signed=True)
     if -(1 << 15) <= value < 1 << 15:
         return b"\xc0" + value.to_bytes(2, "little", signed=True)
-    if -(1 << 23) <= value < 1 << 23:
+    if -(1 << 23) <= value < 1 << 23 and not legacy:
         return b"\xf0" + value.to_bytes(3, "little", signed=True)
     if -(1 << 31) <= value < 1 << 31:
         return b"\xd0" + value.to_bytes(4, "little", signed=True)
@@ -147,17 +151,18 @@ def ziplist_entry_size(item: bytes | int, prev_size: int = 0) -> int:
     return (1 if prev_size < 254 else 5) + len(_encode_payload(item))
 
 
-def encode_ziplist(items: Iterable[bytes | int]) -> bytes:
+def encode_ziplist(items: Iterable[bytes | int], *, legacy: bool = False) -> bytes:
     """A ziplist holding items, byte-identical to what Redis builds by pushing them at the tail.
 
     Bytes that spell a canonical int64 are stored as integers, as Redis does; they decode as int.
+    ``legacy`` limits integers to the forms RDB 2-5 loaders read.
     """
     parts = []
     offset = _HEADER_SIZE
     tail = _HEADER_SIZE
     prev_size = 0
     for item in items:
-        payload = _encode_payload(item)
+        payload = _encode_payload(item, legacy)
         prevlen = _encode_prevlen(prev_size)
         parts.append(prevlen)
         parts.append(payload)
