@@ -16,6 +16,10 @@ from dataclasses import dataclass, field
 from . import constants as C
 from .source import LZF_MAX_RATIO
 
+#: Quicklists smaller than this may consist of empty nodes only; they are checked by decoding.
+SMALL_QUICKLIST = 64
+_QUICKLISTS = (C.T_LIST_QUICKLIST, C.T_LIST_QUICKLIST_2)
+
 #: Types whose value is exactly one RDB String (a plain string or an encoded blob).
 _ONE_STRING = (C.T_STRING, C.T_HASH_ZIPMAP, C.T_LIST_ZIPLIST, C.T_SET_INTSET, C.T_ZSET_ZIPLIST,
                C.T_HASH_ZIPLIST, C.T_HASH_LISTPACK, C.T_ZSET_LISTPACK, C.T_SET_LISTPACK)
@@ -105,6 +109,7 @@ def _length(buf: bytes, pos: int) -> tuple[int, int]:
 
 def _skip_structured(buf: bytes, pos: int, t: int, limit: int) -> int:
     """Position after a count-prefixed value, or -1 (also for an empty one: the reader skips it)."""
+    start = pos
     n, pos = _length(buf, pos)
     if n <= 0:
         return -1
@@ -117,21 +122,18 @@ def _skip_structured(buf: bytes, pos: int, t: int, limit: int) -> int:
         return pos
     if t == C.T_LIST_QUICKLIST_2:
         for _ in range(n):
-            container = buf[pos]
-            if container not in (1, 2):
+            if buf[pos] not in (1, 2):
                 return -1
-            if n == 1 and buf[pos + 1] <= 11:
-                return -1  # possibly an empty node: let the reader decide
             pos = _skip_string(buf, pos + 1)
             if pos < 0 or pos > limit:
                 return -1
-        return pos
-    if t == C.T_LIST_QUICKLIST and n == 1 and buf[pos] <= 11:
-        return -1
-    for _ in range(n * _STRINGS_PER_ELEMENT[t]):
-        pos = _skip_string(buf, pos)
-        if pos < 0 or pos > limit:
-            return -1
+    else:
+        for _ in range(n * _STRINGS_PER_ELEMENT[t]):
+            pos = _skip_string(buf, pos)
+            if pos < 0 or pos > limit:
+                return -1
+    if t in _QUICKLISTS and pos - start < SMALL_QUICKLIST:
+        return -1  # all its nodes may be empty: the reader decides
     return pos
 
 

@@ -18,6 +18,7 @@ from .items import Record
 from .model import (ModuleValue, PendingEntry, StreamConsumer, StreamEntry, StreamGroup, StreamId,
                     StreamValue)
 from .encoder import FIELD_EXPIRE_MAX
+from .fastscan import SMALL_QUICKLIST
 from .reader import module_name
 from .source import Source, Spill
 
@@ -43,7 +44,6 @@ _BLOB_COUNT = {C.T_HASH_ZIPMAP: (0, 1), C.T_LIST_ZIPLIST: (8, 2), C.T_ZSET_ZIPLI
                C.T_HASH_ZIPLIST: (8, 2), C.T_SET_INTSET: (4, 4), C.T_HASH_LISTPACK: (4, 2),
                C.T_ZSET_LISTPACK: (4, 2), C.T_SET_LISTPACK: (4, 2), C.T_HASH_LISTPACK_EX_PRE_GA: (4, 2),
                C.T_HASH_LISTPACK_EX: (4, 2)}
-_SMALL_QUICKLIST = 64  # below this a quicklist's nodes are decoded to see whether all are empty
 
 
 def is_empty(record: Record) -> bool:
@@ -61,7 +61,7 @@ def is_empty(record: Record) -> bool:
     if t in _COUNTED or (t == C.T_HASH_METADATA_PRE_GA and record.flavour == "redis") or t == C.T_HASH_METADATA:
         return src.length() == 0
     if t in _QUICKLISTS:
-        if record.size - record.value_start < _SMALL_QUICKLIST:
+        if record.size - record.value_start < SMALL_QUICKLIST:  # nodes may all be empty
             return next(iter_value(record), None) is None
         return src.length() == 0
     first = src.u8()
