@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from . import constants as C
 from .source import LZF_MAX_RATIO
 
-#: Quicklists smaller than this may consist of empty nodes only; they are checked by decoding.
-SMALL_QUICKLIST = 64
-_QUICKLISTS = (C.T_LIST_QUICKLIST, C.T_LIST_QUICKLIST_2)
+try:
+    from ._fastscan import scan_run as _c_scan_run
+except ImportError:  # built without a compiler: the Python loop below does the same job
+    _c_scan_run = None
 
 #: Types whose value is exactly one RDB String (a plain string or an encoded blob).
 _ONE_STRING = (C.T_STRING, C.T_HASH_ZIPMAP, C.T_LIST_ZIPLIST, C.T_SET_INTSET, C.T_ZSET_ZIPLIST,
@@ -26,10 +27,11 @@ _ONE_STRING = (C.T_STRING, C.T_HASH_ZIPMAP, C.T_LIST_ZIPLIST, C.T_SET_INTSET, C.
 #: Raw size of an encoded blob that holds nothing; such keys are left to the general reader.
 _EMPTY_BLOB = {C.T_HASH_ZIPMAP: 2, C.T_LIST_ZIPLIST: 11, C.T_SET_INTSET: 8, C.T_ZSET_ZIPLIST: 11,
                C.T_HASH_ZIPLIST: 11, C.T_HASH_LISTPACK: 7, C.T_ZSET_LISTPACK: 7, C.T_SET_LISTPACK: 7}
-_STRINGS_PER_ELEMENT = {C.T_LIST: 1, C.T_SET: 1, C.T_HASH: 2, C.T_LIST_QUICKLIST: 1}
+_STRINGS_PER_ELEMENT = {C.T_LIST: 1, C.T_SET: 1, C.T_HASH: 2}
 
 #: A mask for jobs that only look (inspect): every type this loop can walk.
-SCANNABLE = frozenset([*_ONE_STRING, *_STRINGS_PER_ELEMENT, C.T_ZSET_2, C.T_LIST_QUICKLIST_2])
+SCANNABLE = frozenset([*_ONE_STRING, *_STRINGS_PER_ELEMENT, C.T_ZSET_2, C.T_LIST_QUICKLIST,
+                       C.T_LIST_QUICKLIST_2])
 
 
 def type_mask(types: frozenset[int] | set[int]) -> bytes:
@@ -107,9 +109,26 @@ def _length(buf: bytes, pos: int) -> tuple[int, int]:
     return -1, -1
 
 
+def node_state(buf: bytes, pos: int, count_at: int) -> int:
+    """Whether the quicklist node String at pos holds elements: 1 yes, 0 no, -1 cannot tell.
+
+    An empty node blob is a handful of bytes (listpack 7, ziplist 11), so a long or compressed
+    String holds elements; a short one has its element count at ``count_at`` in its header.
+    """
+    b = buf[pos]
+    if b >= 0x40:
+        return 1
+    if b < count_at + 2:
+        return -1
+    return 1 if buf[pos + 1 + count_at] | buf[pos + 2 + count_at] else 0
+
+
+#: Where a quicklist node's blob keeps its element count: listpack (type 18) or ziplist (type 14).
+NODE_COUNT_AT = {C.T_LIST_QUICKLIST_2: 4, C.T_LIST_QUICKLIST: 8}
+
+
 def _skip_structured(buf: bytes, pos: int, t: int, limit: int) -> int:
     """Position after a count-prefixed value, or -1 (also for an empty one: the reader skips it)."""
-    start = pos
     n, pos = _length(buf, pos)
     if n <= 0:
         return -1
@@ -120,28 +139,49 @@ def _skip_structured(buf: bytes, pos: int, t: int, limit: int) -> int:
                 return -1
             pos += 8
         return pos
-    if t == C.T_LIST_QUICKLIST_2:
+    if t in NODE_COUNT_AT:  # quicklists: empty unless some node holds an element
+        count_at = NODE_COUNT_AT[t]
+        filled = False
         for _ in range(n):
-            if buf[pos] not in (1, 2):
+            if t == C.T_LIST_QUICKLIST_2:
+                container = buf[pos]
+                if container not in (1, 2):
+                    return -1
+                pos += 1
+                state = 1 if container == 1 else node_state(buf, pos, count_at)
+            else:
+                state = node_state(buf, pos, count_at)
+            if state < 0:
                 return -1
-            pos = _skip_string(buf, pos + 1)
-            if pos < 0 or pos > limit:
-                return -1
-    else:
-        for _ in range(n * _STRINGS_PER_ELEMENT[t]):
+            filled = filled or state == 1
             pos = _skip_string(buf, pos)
             if pos < 0 or pos > limit:
                 return -1
-    if t in _QUICKLISTS and pos - start < SMALL_QUICKLIST:
-        return -1  # all its nodes may be empty: the reader decides
+        return pos if filled else -1
+    for _ in range(n * _STRINGS_PER_ELEMENT[t]):
+        pos = _skip_string(buf, pos)
+        if pos < 0 or pos > limit:
+            return -1
     return pos
 
 
 def scan_run(buf: bytes, pos: int, mask: bytes, stats: ScanStats) -> tuple[int, int, int, list]:
     """Walk simple records from ``pos``; returns (end, keys, expires, big) for the complete ones.
 
-    ``end == pos`` means the record at ``pos`` is not one for this loop.
+    ``end == pos`` means the record at ``pos`` is not one for this loop. Uses the C loop when it
+    was built (``_fastscan.c``, the same rules), the Python one otherwise.
     """
+    if _c_scan_run is None:
+        return scan_run_python(buf, pos, mask, stats)
+    end, keys, expires, idle, freq, big = _c_scan_run(buf, pos, mask, stats.type_keys, stats.type_bytes,
+                                                      stats.big_threshold)
+    stats.idle += idle
+    stats.freq += freq
+    return end, keys, expires, big
+
+
+def scan_run_python(buf: bytes, pos: int, mask: bytes, stats: ScanStats) -> tuple[int, int, int, list]:
+    """The loop in Python (used when the C extension is absent; the tests compare the two)."""
     limit = len(buf)
     keys = expires = 0
     big: list[tuple[int, int]] = []

@@ -18,7 +18,7 @@ from .items import Record
 from .model import (ModuleValue, PendingEntry, StreamConsumer, StreamEntry, StreamGroup, StreamId,
                     StreamValue)
 from .encoder import FIELD_EXPIRE_MAX
-from .fastscan import SMALL_QUICKLIST
+from .fastscan import NODE_COUNT_AT, node_state
 from .reader import module_name
 from .source import Source, Spill
 
@@ -38,7 +38,6 @@ def value_source(record: Record) -> Source:
 
 
 _COUNTED = frozenset([C.T_LIST, C.T_SET, C.T_ZSET, C.T_HASH, C.T_ZSET_2, C.T_VALKEY_HASH_2])
-_QUICKLISTS = frozenset([C.T_LIST_QUICKLIST, C.T_LIST_QUICKLIST_2])
 #: where an encoded blob keeps its element count: (offset, width); a zero count means empty
 _BLOB_COUNT = {C.T_HASH_ZIPMAP: (0, 1), C.T_LIST_ZIPLIST: (8, 2), C.T_ZSET_ZIPLIST: (8, 2),
                C.T_HASH_ZIPLIST: (8, 2), C.T_SET_INTSET: (4, 4), C.T_HASH_LISTPACK: (4, 2),
@@ -60,10 +59,20 @@ def is_empty(record: Record) -> bool:
         src.skip(8)  # minExpire
     if t in _COUNTED or (t == C.T_HASH_METADATA_PRE_GA and record.flavour == "redis") or t == C.T_HASH_METADATA:
         return src.length() == 0
-    if t in _QUICKLISTS:
-        if record.size - record.value_start < SMALL_QUICKLIST:  # nodes may all be empty
-            return next(iter_value(record), None) is None
-        return src.length() == 0
+    if t in NODE_COUNT_AT:  # a quicklist is empty when every node is
+        for _ in range(src.length()):
+            if t == C.T_LIST_QUICKLIST_2 and src.length() == 1:
+                return False  # a plain node is one element
+            head = src.read(1)
+            if head[0] >= 0x40:
+                return False
+            node = head + src.read(head[0])
+            state = node_state(node, 0, NODE_COUNT_AT[t])
+            if state < 0:
+                return next(iter_value(record), None) is None  # too short for a header: let decoding judge
+            if state:
+                return False
+        return True
     first = src.u8()
     if first >= 0x40:  # a long or compressed String: an empty blob is a handful of bytes
         return False

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from snaptool.errors import RdbError
+from snaptool.rdb import fastscan
 from snaptool.rdb.fastscan import SCANNABLE, Run, type_mask
 from snaptool.rdb.items import Record
 from snaptool.rdb.reader import RdbReader
@@ -62,3 +63,43 @@ def test_mutations_fail_the_same_way(data: st.DataObject) -> None:
     for _ in range(data.draw(st.integers(1, 6))):
         blob[data.draw(st.integers(9, len(blob) - 1))] = data.draw(st.integers(0, 255))
     assert outcome(fast, bytes(blob)) == outcome(general, bytes(blob))
+
+
+needs_c = pytest.mark.skipif(fastscan._c_scan_run is None, reason="C run scanner not built")
+
+
+def _both(buf: bytes, pos: int, mask: bytes, threshold: int) -> tuple:
+    results = []
+    for impl in (fastscan.scan_run, fastscan.scan_run_python):
+        stats = fastscan.ScanStats(big_threshold=threshold)
+        end, keys, expires, big = impl(buf, pos, mask, stats)
+        results.append((end, keys, expires, big, stats.type_keys, stats.type_bytes, stats.idle, stats.freq))
+    return tuple(results)
+
+
+@needs_c
+@pytest.mark.parametrize("path", sorted(ROOT.glob("fixtures/*.rdb")), ids=lambda p: p.name)
+def test_c_loop_equals_python_loop_at_every_offset(path: Path) -> None:
+    """Both loops agree from every starting byte, record boundary or not."""
+    data = path.read_bytes()
+    for pos in range(0, len(data), 3):
+        c, py = _both(data, pos, MASK, 200)
+        assert c == py, pos
+
+
+@needs_c
+@settings(max_examples=500, deadline=None)
+@given(blob=st.binary(max_size=300), mask=st.binary(min_size=256, max_size=256), threshold=st.integers(0, 64))
+def test_c_loop_equals_python_loop_on_noise(blob: bytes, mask: bytes, threshold: int) -> None:
+    mask = type_mask({t for t in range(256) if mask[t] & 1})
+    for pos in range(0, len(blob) + 1, 5):
+        c, py = _both(blob, pos, mask, threshold)
+        assert c == py, pos
+
+
+def test_python_loop_reads_runs_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the C extension the reader's runs still hold exactly the records."""
+    monkeypatch.setattr(fastscan, "_c_scan_run", None)
+    for path in sorted(ROOT.glob("fixtures/*.rdb")):
+        data = path.read_bytes()
+        assert outcome(fast, data) == outcome(general, data)
