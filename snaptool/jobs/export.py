@@ -15,11 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, TextIO
 
 from ..errors import SnaptoolError
+from ..rdb import constants as C
 from ..rdb.items import Function, Record
 from ..rdb.model import ModuleValue, StreamValue, format_id
 from ..rdb.reader import RdbReader
 
 _BATCH = 128
+#: zset encodings that do not keep members in score order (ziplists and listpacks do)
+_UNORDERED_ZSETS = (C.T_ZSET, C.T_ZSET_2)
 _KEY_BUFFER = 1 << 20
 
 
@@ -85,8 +88,8 @@ def _json_elements(kind: str, items: Iterable) -> Iterator[Any]:
     if kind in ("list", "set"):
         for item in items:
             yield text(item)
-    elif kind == "zset":  # ascending like ZRANGE; skiplists are stored highest first
-        for member, score in sorted(items, key=lambda pair: (pair[1], pair[0])):
+    elif kind == "zset":
+        for member, score in items:
             yield [text(member), score_json(score)]
     elif kind == "hash":
         for f, v, expire in items:
@@ -139,7 +142,10 @@ def _jsonl_record(record: Record, out: _KeyBuffer) -> None:
     else:
         out.write(prefix + "[")
         first = True
-        for element in _json_elements(kind, record.iter_value()):
+        items = record.iter_value()
+        if record.type in _UNORDERED_ZSETS:  # skiplists are stored highest first: sort like ZRANGE
+            items = sorted(items, key=lambda pair: (pair[1], pair[0]))
+        for element in _json_elements(kind, items):
             out.write(_dumps(element) if first else "," + _dumps(element))
             first = False
         out.write("]}\n")

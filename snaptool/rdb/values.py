@@ -139,15 +139,38 @@ def _blob(src: Source, decode: Callable[[bytes], Any]) -> tuple[int, Any]:
     try:
         return start, decode(data)
     except RdbError as exc:
-        raise src.error(f"{exc.message} (encoded value starting here, inner offset {exc.offset})",
-                        start) from None
+        raise _inner_error(src, exc, start) from None
 
 
-def _pairs(items: list, src: Source, start: int, what: str) -> Iterator[tuple]:
-    if len(items) % 2:
-        raise src.error(f"{what} holds an odd number of entries ({len(items)})", start)
-    it = iter(items)
-    return zip(it, it)
+def _elements(src: Source, iterate: Callable[[bytes], Iterator]) -> tuple[int, Iterator]:
+    """Read one String holding a ziplist or listpack; its elements come lazily, one at a time,
+    so a blob that expands into millions of elements is never turned into a list at once."""
+    start = src.offset
+    data = src.string()
+
+    def elements() -> Iterator:
+        try:
+            yield from iterate(data)
+        except RdbError as exc:
+            raise _inner_error(src, exc, start) from None
+
+    return start, elements()
+
+
+def _inner_error(src: Source, exc: RdbError, start: int) -> RdbError:
+    return src.error(f"{exc.message} (encoded value starting here, inner offset {exc.offset})", start)
+
+
+_MISSING = object()
+
+
+def _pairs(items: Iterator, src: Source, start: int, what: str) -> Iterator[tuple]:
+    items = iter(items)
+    for first in items:
+        second = next(items, _MISSING)
+        if second is _MISSING:
+            raise src.error(f"{what} holds an odd number of entries", start)
+        yield first, second
 
 
 # -- per type ----------------------------------------------------------------------------------
@@ -195,7 +218,7 @@ def _zipmap(src: Source, record: Record) -> Iterator[tuple]:
 
 
 def _ziplist_list(src: Source, record: Record) -> Iterator[bytes]:
-    _, items = _blob(src, lambda b: list(iter_ziplist(b)))
+    _, items = _elements(src, iter_ziplist)
     for item in items:
         yield _text(item)
 
@@ -207,20 +230,20 @@ def _intset(src: Source, record: Record) -> Iterator[bytes]:
 
 
 def _ziplist_zset(src: Source, record: Record) -> Iterator[tuple]:
-    start, items = _blob(src, lambda b: list(iter_ziplist(b)))
+    start, items = _elements(src, iter_ziplist)
     for member, score in _pairs(items, src, start, "zset ziplist"):
         yield _text(member), _score(score, src, start)
 
 
 def _ziplist_hash(src: Source, record: Record) -> Iterator[tuple]:
-    start, items = _blob(src, lambda b: list(iter_ziplist(b)))
+    start, items = _elements(src, iter_ziplist)
     for field, value in _pairs(items, src, start, "hash ziplist"):
         yield _text(field), _text(value), None
 
 
 def _quicklist(src: Source, record: Record) -> Iterator[bytes]:
     for _ in range(src.length()):
-        _, items = _blob(src, lambda b: list(iter_ziplist(b)))
+        _, items = _elements(src, iter_ziplist)
         for item in items:
             yield _text(item)
 
@@ -232,7 +255,7 @@ def _quicklist2(src: Source, record: Record) -> Iterator[bytes]:
         if container == 1:
             yield src.string()
         elif container == 2:
-            _, items = _blob(src, decode_listpack)
+            _, items = _elements(src, iter_listpack)
             for item in items:
                 yield _text(item)
         else:
@@ -241,19 +264,19 @@ def _quicklist2(src: Source, record: Record) -> Iterator[bytes]:
 
 
 def _listpack_items(src: Source, record: Record) -> Iterator[bytes]:
-    _, items = _blob(src, decode_listpack)
+    _, items = _elements(src, iter_listpack)
     for item in items:
         yield _text(item)
 
 
 def _listpack_zset(src: Source, record: Record) -> Iterator[tuple]:
-    start, items = _blob(src, decode_listpack)
+    start, items = _elements(src, iter_listpack)
     for member, score in _pairs(items, src, start, "zset listpack"):
         yield _text(member), _score(score, src, start)
 
 
 def _listpack_hash(src: Source, record: Record) -> Iterator[tuple]:
-    start, items = _blob(src, decode_listpack)
+    start, items = _elements(src, iter_listpack)
     for field, value in _pairs(items, src, start, "hash listpack"):
         yield _text(field), _text(value), None
 
