@@ -129,9 +129,9 @@ class Source:
             return
         parts = [buf[keep:]] if keep < len(buf) else []
         have = len(buf) - pos
-        # Each refill copies what is kept; reading at least as much again keeps a growing capture
-        # linear in its size rather than quadratic.
-        floor = max(self.chunk, pos - keep)
+        # Each refill copies what is kept; reading more as a capture grows (up to a quarter of the
+        # spill threshold) keeps that copying from turning quadratic without inflating the buffer.
+        floor = max(self.chunk, min(pos - keep, self.spill_threshold // 4))
         while have < n:
             want = max(floor, min(n - have, self.chunk * 4))
             data = self._f.read(want)
