@@ -94,10 +94,12 @@ def export_command(file: str, fmt: str, db: int | None, match: str | None, types
     with contextlib.ExitStack() as stack:
         binary = sys.stdout.buffer if output == "-" else stack.enter_context(atomic_output(output))
         out = binary if fmt == "resp" else io.TextIOWrapper(binary, encoding="utf-8", write_through=False)
+        progress, done = file_progress(file, "export")
         try:
             report = export_file(file, out, fmt=fmt, db=db, match=match, types=types,
-                                 verify_checksum=not no_verify)
+                                 verify_checksum=not no_verify, progress=progress)
         finally:
+            done()
             out.flush()
             if fmt != "resp":
                 out.detach()
@@ -153,8 +155,12 @@ def digest_command(file: str, engine: str | None, at_ms: int | None, as_json: bo
       snaptool digest dump.rdb --engine redis-7.0
       redis-cli DEBUG DIGEST          # the same 40 hex digits, on the node that loaded dump.rdb
     """
-    report = digest_file(file, parse_target(engine) if engine else None, at_ms=at_ms,
-                         verify_checksum=not no_verify)
+    progress, done = file_progress(file, "digest")
+    try:
+        report = digest_file(file, parse_target(engine) if engine else None, at_ms=at_ms,
+                             verify_checksum=not no_verify, progress=progress)
+    finally:
+        done()
     if as_json:
         emit_json(report.__dict__)
         return

@@ -11,10 +11,10 @@ import os
 import time
 from dataclasses import dataclass
 from itertools import chain
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from ..rdb.digest import DatasetDigest
-from ..rdb.items import Header, Record
+from ..rdb.items import Record
 from ..rdb.reader import RdbReader
 from ..rdb.targets import Target, default_engine_for
 
@@ -42,8 +42,10 @@ def digest_value_input(record: Record) -> Any | None:
     return chain((first,), items)
 
 
-def digest_records(records: Iterable[Record], engine: Target, at_ms: int | None = None) -> DigestReport:
-    """Digest already-read records (any db order) as ``engine`` would after loading them."""
+def digest_records(records: Iterable[Record], engine: Target, at_ms: int | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> DigestReport:
+    """Digest already-read records (any db order) as ``engine`` would after loading them;
+    ``progress(offset, keys)`` is told how far it got."""
     at_ms = int(time.time() * 1000) if at_ms is None else at_ms
     digest = DatasetDigest(engine.score_format, engine.hexpire_marker)
     expired = empty = modules = 0
@@ -59,16 +61,16 @@ def digest_records(records: Iterable[Record], engine: Target, at_ms: int | None 
             modules += 1
         digest.add(record.db, record.key, record.kind, value, has_expire=record.expire_ms is not None)
         record.release()
+        if progress is not None:
+            progress(record.offset + record.size, digest.keys)
     return DigestReport(digest.hexdigest(), engine.name, digest.keys, expired, empty, modules, at_ms)
 
 
 def digest_file(path: str | os.PathLike, engine: Target | None = None, *, at_ms: int | None = None,
-                verify_checksum: bool = True) -> DigestReport:
+                verify_checksum: bool = True, progress: Callable[[int, int], None] | None = None) -> DigestReport:
     """`snaptool digest FILE`: the dataset digest for ``engine`` (default: the newest engine that
     writes the file's RDB version)."""
     with RdbReader.open(path, verify_checksum=verify_checksum) as reader:
-        items = reader.items()
-        header = next(items)
-        assert isinstance(header, Header)
+        header = reader.read_header()
         engine = engine or default_engine_for(header.version, header.flavour)
-        return digest_records((i for i in items if type(i) is Record), engine, at_ms)
+        return digest_records((i for i in reader.items() if type(i) is Record), engine, at_ms, progress)

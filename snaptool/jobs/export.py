@@ -238,8 +238,10 @@ def _resp_stream(key: bytes, value: StreamValue) -> Iterator[bytes]:
 
 def export_file(path: str | os.PathLike, out, *, fmt: str = "jsonl", db: int | None = None,
                 match: str | None = None, types: Iterable[str] | None = None,
-                verify_checksum: bool = True) -> ExportReport:
-    """Export the keys of an RDB file to ``out`` (a text stream for jsonl, binary for resp)."""
+                verify_checksum: bool = True,
+                progress: Callable[[int, int], None] | None = None) -> ExportReport:
+    """Export the keys of an RDB file to ``out`` (a text stream for jsonl, binary for resp);
+    ``progress(offset, keys)`` is told how far it got."""
     if fmt not in ("jsonl", "resp"):
         raise SnaptoolError(f"unknown export format {fmt!r} (jsonl or resp)")
     wanted = set(types) if types else None
@@ -278,4 +280,6 @@ def export_file(path: str | os.PathLike, out, *, fmt: str = "jsonl", db: int | N
                 commands.flush()
             report.keys += 1
             record.release()
+            if progress is not None:
+                progress(record.offset + record.size, report.keys)
     return report

@@ -6,11 +6,19 @@ each is encoded the way the target engine would encode it itself.
 
 from __future__ import annotations
 
+import time
 from typing import Any, BinaryIO, Iterable
 
 from .encoder import encode_value
 from .targets import Target
 from .writer import RdbWriter, aof_aux
+
+
+def default_aux(target: Target) -> list[tuple[bytes, bytes]]:
+    """The AUX fields an engine of ``target`` would write: its version, word size, save time and
+    AOF marker. `used-mem` is left out: nothing measured it for generated data."""
+    named = [target.version_aux] if target.version_aux else []
+    return [*named, (b"redis-bits", b"64"), (b"ctime", b"%d" % int(time.time())), aof_aux(target)]
 
 
 class RdbBuilder:
@@ -20,7 +28,7 @@ class RdbBuilder:
                  functions: Iterable[bytes] = ()) -> None:
         self.writer = RdbWriter(out, target)
         self.target = target
-        self.writer.header([*aux, (b"redis-bits", b"64"), aof_aux(target)])
+        self.writer.header([*aux, *default_aux(target)])
         for code in functions:
             self.writer.function(code)
         self._db: int | None = None

@@ -31,6 +31,15 @@ class Target:
         return magic_for(self.rdb_version)
 
     @property
+    def version_aux(self) -> tuple[bytes, bytes] | None:
+        """The AUX field an engine writes to name itself (`redis-ver 7.0.0`, `valkey-ver 8.1.0`);
+        None for a bare `rdb-N` target."""
+        if self.version == (0,):
+            return None
+        key = b"valkey-ver" if self.flavour == "valkey" else b"redis-ver"
+        return key, ".".join(map(str, (*self.version, 0)[:3])).encode()
+
+    @property
     def supports_field_ttl(self) -> bool:
         return self.rdb_version >= 12
 

@@ -38,9 +38,8 @@ def header_aux(source: list[Aux], source_header: Header | None, target: Target) 
     if source_header is not None and source_header.version == target.rdb_version:
         # same format: the writer named in the source still describes the file
         out += [(key, kept[key]) for key in (b"redis-ver", b"valkey-ver") if key in kept]
-    elif target.version != (0,):
-        ver_key = b"valkey-ver" if target.flavour == "valkey" else b"redis-ver"
-        out.append((ver_key, ".".join(map(str, (*target.version, 0)[:3])).encode()))
+    elif target.version_aux:
+        out.append(target.version_aux)
     for key, value in kept.items():
         if key in _REPLICATION_AUX or key in _REGENERATED_AUX:
             continue
