@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import click
 
@@ -25,31 +26,32 @@ def human_bytes(n: float) -> str:
     return f"{n} B"
 
 
-def file_progress(path: str, label: str, enabled: bool | None = None) -> tuple[Callable[[int, int], None], Callable[[], None]]:
-    """A ``progress(offset, keys)`` callback drawing bytes, keys, rate and ETA on stderr, and a
-    function to close it.
+@contextlib.contextmanager
+def file_progress(path: str, label: str, enabled: bool | None = None) -> Iterator[Callable[[int, int], None]]:
+    """``with file_progress(path, "inspect") as progress:`` gives a ``progress(offset, keys)``
+    callback that draws bytes, keys, rate and ETA on stderr, and clears it at the end.
 
-    Drawn only when stderr is a terminal (or ``enabled``); redrawn at most a few times a second.
+    Drawn only when stderr is a terminal (or ``enabled``); redrawn at most five times a second.
     """
     total = os.path.getsize(path) if path != "-" and os.path.isfile(path) else None
     if enabled is None:
         enabled = sys.stderr.isatty()
     if not enabled:
-        return (lambda offset, keys: None), (lambda: None)
+        yield lambda offset, keys: None
+        return
     from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
                                TransferSpeedColumn)
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                        TransferSpeedColumn(), TextColumn("{task.fields[keys]:,} keys"),
-                        TimeRemainingColumn(), transient=True, console=None)
-    progress.start()
-    task = progress.add_task(label, total=total, keys=0)
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                   TextColumn("{task.fields[keys]:,} keys"), TimeRemainingColumn(), transient=True)
+    task = bar.add_task(label, total=total, keys=0)
     next_draw = 0.0
 
-    def on_progress(offset: int, keys: int) -> None:
+    def progress(offset: int, keys: int) -> None:
         nonlocal next_draw
         now = time.monotonic()
         if now >= next_draw:
             next_draw = now + 0.2
-            progress.update(task, completed=offset, keys=keys)
+            bar.update(task, completed=offset, keys=keys)
 
-    return on_progress, progress.stop
+    with bar:
+        yield progress

@@ -35,11 +35,8 @@ def inspect_command(file: str, as_json: bool, no_verify: bool) -> None:
       snaptool inspect dump.rdb
       snaptool inspect dump.rdb --json | jq .by_type
     """
-    progress, done = file_progress(file, "inspect")
-    try:
+    with file_progress(file, "inspect") as progress:
         report = inspect_file(file, verify_checksum=not no_verify, progress=progress)
-    finally:
-        done()
     if as_json:
         emit_json(report.to_json())
         return
@@ -94,12 +91,11 @@ def export_command(file: str, fmt: str, db: int | None, match: str | None, types
     with contextlib.ExitStack() as stack:
         binary = sys.stdout.buffer if output == "-" else stack.enter_context(atomic_output(output))
         out = binary if fmt == "resp" else io.TextIOWrapper(binary, encoding="utf-8", write_through=False)
-        progress, done = file_progress(file, "export")
+        progress = stack.enter_context(file_progress(file, "export"))
         try:
             report = export_file(file, out, fmt=fmt, db=db, match=match, types=types,
                                  verify_checksum=not no_verify, progress=progress)
         finally:
-            done()
             out.flush()
             if fmt != "resp":
                 out.detach()
@@ -125,12 +121,9 @@ def convert_command(file: str, output: str, target: str | None, allow_lossy: boo
       snaptool convert redis74.rdb -o for-valkey.rdb --target valkey-8.1
       snaptool convert dump.rdb -o old.rdb --target redis-6.2 --allow-lossy
     """
-    progress, done = file_progress(file, "convert")
-    try:
+    with file_progress(file, "convert") as progress:
         report = convert(file, output, parse_target(target) if target else None, allow_lossy=allow_lossy,
                          verify_checksum=not no_verify, progress=progress)
-    finally:
-        done()
     if as_json:
         emit_json(report.__dict__)
         return
@@ -155,12 +148,9 @@ def digest_command(file: str, engine: str | None, at_ms: int | None, as_json: bo
       snaptool digest dump.rdb --engine redis-7.0
       redis-cli DEBUG DIGEST          # the same 40 hex digits, on the node that loaded dump.rdb
     """
-    progress, done = file_progress(file, "digest")
-    try:
+    with file_progress(file, "digest") as progress:
         report = digest_file(file, parse_target(engine) if engine else None, at_ms=at_ms,
                              verify_checksum=not no_verify, progress=progress)
-    finally:
-        done()
     if as_json:
         emit_json(report.__dict__)
         return

@@ -191,21 +191,13 @@ def _plain_hash(src: Source, record: Record) -> Iterator[tuple]:
         yield string(), string(), None
 
 
-def _zset_legacy(src: Source, record: Record) -> Iterator[tuple]:
+def _zset_table(src: Source, record: Record) -> Iterator[tuple]:
+    """ZSET (text scores, before RDB 8) and ZSET_2 (binary doubles)."""
+    read_score = src.legacy_double if record.type == C.T_ZSET else src.double
     for _ in range(src.length()):
         member = src.string()
         start = src.offset
-        score = src.legacy_double()
-        if score != score:
-            raise src.error("zset score is NaN", start)
-        yield member, score
-
-
-def _zset2(src: Source, record: Record) -> Iterator[tuple]:
-    for _ in range(src.length()):
-        member = src.string()
-        start = src.offset
-        score = src.double()
+        score = read_score()
         if score != score:
             raise src.error("zset score is NaN", start)
         yield member, score
@@ -428,7 +420,7 @@ def _stream(src: Source, record: Record) -> Iterator[StreamValue]:
 
 _DECODERS: dict[tuple[int, bool], Callable[[Source, Record], Iterator[Any]]] = {
     (C.T_STRING, False): _string, (C.T_LIST, False): _plain_strings, (C.T_SET, False): _plain_strings,
-    (C.T_ZSET, False): _zset_legacy, (C.T_HASH, False): _plain_hash, (C.T_ZSET_2, False): _zset2,
+    (C.T_ZSET, False): _zset_table, (C.T_HASH, False): _plain_hash, (C.T_ZSET_2, False): _zset_table,
     (C.T_MODULE_2, False): _module, (C.T_HASH_ZIPMAP, False): _zipmap,
     (C.T_LIST_ZIPLIST, False): _ziplist_list, (C.T_SET_INTSET, False): _intset,
     (C.T_ZSET_ZIPLIST, False): _ziplist_zset, (C.T_HASH_ZIPLIST, False): _ziplist_hash,
