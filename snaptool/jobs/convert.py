@@ -1,33 +1,21 @@
-"""Rewrite an RDB file for a target engine: passthrough where it can, re-encode where it must.
-
-Records whose type the target loads are copied byte for byte; the rest are decoded and rebuilt by
-the encoder in the target's encodings. What the target cannot hold at all (hash field TTLs before
-RDB 12, functions before 10, streams before 9, modules before 8) is refused with the affected keys
-unless ``allow_lossy`` is set, in which case only that part is dropped and counted.
-"""
+"""Rewrite an RDB file for a target engine: passthrough where it can, re-encode where it must
+(the per-record rules are in :mod:`snaptool.jobs.rewrite`)."""
 
 from __future__ import annotations
 
 import os
-import time
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable
 
-Progress = Callable[[int, int], None]
-
-from ..errors import LossyConversionError, RdbError
-from ..rdb.encoder import encode_value
-from ..rdb import constants as C
-from ..rdb.fastscan import Run, type_mask
+from ..rdb.fastscan import Run
 from ..rdb.items import Aux, End, Function, ModuleAux, Record, ResizeDb, SelectDb, SlotImport, SlotInfo
 from ..rdb.reader import RdbReader, open_input
 from ..rdb.targets import Target, rdb_target
-from ..rdb.values import is_empty, module_name_of
-from ..rdb.writer import RdbWriter, can_pass_through, header_aux
+from ..rdb.writer import RdbWriter, header_aux
 from ..storage.atomic import atomic_output
+from .rewrite import Rewriter, passthrough_mask
 
-_KEYS_LISTED = 1000
+Progress = Callable[[int, int], None]
 
 
 @dataclass
@@ -52,27 +40,6 @@ class ConvertReport:
     reencoded_by_type: dict[str, int] = field(default_factory=dict)
 
 
-class _Losses:
-    """What a conversion would lose, by reason, with the first keys affected."""
-
-    def __init__(self) -> None:
-        self.counts: Counter[str] = Counter()
-        self.keys: list[bytes] = []
-
-    def add(self, reason: str, key: bytes | None = None) -> None:
-        self.counts[reason] += 1
-        if key is not None and len(self.keys) < _KEYS_LISTED:
-            self.keys.append(key)
-
-    def error(self, target: Target) -> LossyConversionError:
-        what = ", ".join(f"{n} {reason}" for reason, n in self.counts.items())
-        shown = ", ".join(repr(k)[1:] for k in self.keys[:10])
-        more = f" (first keys: {shown})" if shown else ""
-        return LossyConversionError(
-            f"{target.name} (RDB {target.rdb_version}) cannot hold {what}{more}; "
-            f"--allow-lossy drops only that part", self.keys)
-
-
 def convert_stream(inp: BinaryIO, out: BinaryIO, target: Target | None = None, *,
                    allow_lossy: bool = False, verify_checksum: bool = True, path: str | None = None,
                    progress: Progress | None = None,
@@ -85,10 +52,10 @@ def convert_stream(inp: BinaryIO, out: BinaryIO, target: Target | None = None, *
     reader = RdbReader(inp, path=path, verify_checksum=verify_checksum, spill_threshold=spill_threshold)
     header = reader.read_header()
     target = target or rdb_target(header.version)
-    items = reader.items(fast=_passthrough_mask(target))
+    items = reader.items(fast=passthrough_mask(target))
     report = ConvertReport(path or "<stream>", header.version, target.name, target.rdb_version)
-    losses = _Losses()
-    now_ms = int(time.time() * 1000)
+    rewriter = Rewriter(target)
+    losses = rewriter.losses
     writer = RdbWriter(out, target)
     v = target.rdb_version
     aux: list[Aux] = []
@@ -116,14 +83,14 @@ def convert_stream(inp: BinaryIO, out: BinaryIO, target: Target | None = None, *
             enter_db(item.db)
             writer.raw(item.raw)
             report.keys += item.keys
-            report.passthrough += item.keys
+            rewriter.passthrough += item.keys
             if progress is not None:
                 progress(item.offset + len(item.raw), report.keys)
         elif kind is Record:
             record: Record = item
             enter_db(record.db)
             report.keys += 1
-            _write_record(record, writer, target, losses, report, now_ms)
+            rewriter.write(record, writer)
             if progress is not None:
                 progress(record.offset + record.size, report.keys)
             record.release()
@@ -160,69 +127,15 @@ def convert_stream(inp: BinaryIO, out: BinaryIO, target: Target | None = None, *
         elif kind is End:
             start()
             report.checksum = item.status
-    if losses.counts and not allow_lossy:
-        raise losses.error(target)
+    losses.check(target, allow_lossy)
     report.dropped = dict(losses.counts)
+    report.passthrough, report.reencoded = rewriter.passthrough, rewriter.reencoded
+    report.empty_skipped, report.expired_fields_dropped = rewriter.empty_skipped, rewriter.expired_fields_dropped
+    report.reencoded_by_type = dict(rewriter.reencoded_by_type)
     writer.finish()
     report.bytes_in = reader.source.offset
     report.bytes_out = writer.bytes_written
     return report
-
-
-_SECONDS_RANGE = range(-(1 << 31), 1 << 31)  # RDB 1-2 store expiries as 32-bit seconds
-
-
-def _passthrough_mask(target: Target) -> bytes | None:
-    """Types whose records may be copied in bulk runs (RDB 9+: every prefix opcode is kept)."""
-    if target.rdb_version < 9:
-        return None
-    return type_mask({t for t in C.types_for_version(target.rdb_version, target.flavour)
-                      if t not in (C.T_HASH_METADATA_PRE_GA, C.T_HASH_LISTPACK_EX_PRE_GA)})
-
-
-def _write_record(record: Record, writer: RdbWriter, target: Target, losses: _Losses,
-                  report: ConvertReport, now_ms: int) -> None:
-    if is_empty(record):
-        report.empty_skipped += 1
-        return
-    if target.rdb_version < 3 and record.expire_ms is not None and record.expire_ms // 1000 not in _SECONDS_RANGE:
-        losses.add("expiries outside 1901-2038 (RDB 1-2 store 32-bit seconds; key kept without TTL)",
-                   record.key)
-        record.expire_ms = None
-    if can_pass_through(record, target):
-        writer.record(record)
-        report.passthrough += 1
-        return
-    kind = record.kind
-    if kind == "stream" and target.rdb_version < 9:
-        losses.add("streams", record.key)
-        return
-    if kind == "module":
-        losses.add(f"module values ({module_name_of(record)})", record.key)
-        return
-    if kind == "hash":
-        value = record.value()
-        if not target.supports_field_ttl and any(e is not None for _, _, e in value):
-            losses.add("hashes with field TTLs (TTLs dropped, fields kept)", record.key)
-            live = [(f, x, None) for f, x, e in value if e is None or e >= now_ms]
-            report.expired_fields_dropped += len(value) - len(live)
-            value = live
-    elif kind == "list":
-        value = record.iter_value()
-    else:
-        value = record.value()
-    try:
-        encoded = encode_value(kind, value, target)
-    except ValueError as exc:  # duplicates or out-of-range values the engine would refuse
-        raise RdbError(f"cannot re-encode for {target.name}: {exc}", offset=record.offset,
-                       path=record.path, key=record.key) from None
-    if encoded is None:
-        report.empty_skipped += 1
-        return
-    writer.value(record.key, encoded, expire_ms=record.expire_ms, idle=record.idle, freq=record.freq)
-    report.reencoded += 1
-    name = record.encoding
-    report.reencoded_by_type[name] = report.reencoded_by_type.get(name, 0) + 1
 
 
 def convert(src: str | os.PathLike, dst: str | os.PathLike, target: Target | None = None, *,

@@ -9,6 +9,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <string.h>
 
 #define T_STRING 0
 #define T_LIST 1
@@ -147,39 +148,114 @@ static int skip_structured(const unsigned char *buf, Py_ssize_t n, Py_ssize_t *p
     return 0;
 }
 
+/* CRC-16/XMODEM and the cluster hash slot, hash tags included (as snaptool.rdb.checksum.key_slot). */
+static uint16_t CRC16_TABLE[256];
+
+static void init_crc16(void)
+{
+    for (int i = 0; i < 256; i++) {
+        uint16_t crc = (uint16_t)(i << 8);
+        for (int bit = 0; bit < 8; bit++)
+            crc = (crc & 0x8000) ? (uint16_t)((crc << 1) ^ 0x1021) : (uint16_t)(crc << 1);
+        CRC16_TABLE[i] = crc;
+    }
+}
+
+static int key_slot(const unsigned char *key, Py_ssize_t len)
+{
+    Py_ssize_t start, end;
+    for (start = 0; start < len && key[start] != '{'; start++)
+        ;
+    if (start < len) {
+        for (end = start + 1; end < len && key[end] != '}'; end++)
+            ;
+        if (end < len && end > start + 1) {
+            key += start + 1;
+            len = end - start - 1;
+        }
+    }
+    uint16_t crc = 0;
+    for (Py_ssize_t i = 0; i < len; i++)
+        crc = (uint16_t)((crc << 8) ^ CRC16_TABLE[((crc >> 8) ^ key[i]) & 0xFF]);
+    return crc & 0x3FFF;
+}
+
+/* The key String at p when stored raw (its slot needs the bytes): sets start/len, else -1. */
+static int raw_key(const unsigned char *buf, Py_ssize_t n, Py_ssize_t p, Py_ssize_t *kstart, Py_ssize_t *klen)
+{
+    uint64_t len;
+    Py_ssize_t q = p;
+    if (p >= n || buf[p] >= 0x81 || read_length(buf, n, &q, &len) < 0 || len > (uint64_t)(n - q))
+        return -1;
+    *kstart = q;
+    *klen = (Py_ssize_t)len;
+    return 0;
+}
+
+static int add_to_list(PyObject *list, Py_ssize_t i, long long inc)
+{
+    PyObject *old = PyList_GetItem(list, i); /* borrowed */
+    if (old == NULL)
+        return -1;
+    PyObject *delta = PyLong_FromLongLong(inc);
+    if (delta == NULL)
+        return -1;
+    PyObject *sum = PyNumber_Add(old, delta);
+    Py_DECREF(delta);
+    if (sum == NULL || PyList_SetItem(list, i, sum) < 0) /* steals sum */
+        return -1;
+    return 0;
+}
+
 static int add_counts(PyObject *list, const long long *counts)
 {
-    for (Py_ssize_t t = 0; t < 256; t++) {
-        if (!counts[t])
-            continue;
-        PyObject *old = PyList_GetItem(list, t); /* borrowed */
-        if (old == NULL)
+    for (Py_ssize_t t = 0; t < PyList_GET_SIZE(list); t++)
+        if (counts[t] && add_to_list(list, t, counts[t]) < 0)
             return -1;
-        PyObject *inc = PyLong_FromLongLong(counts[t]);
-        if (inc == NULL)
-            return -1;
-        PyObject *sum = PyNumber_Add(old, inc);
-        Py_DECREF(inc);
-        if (sum == NULL || PyList_SetItem(list, t, sum) < 0) /* steals sum */
-            return -1;
-    }
     return 0;
 }
 
 static PyObject *scan_run(PyObject *self, PyObject *args)
 {
-    Py_buffer view, maskv;
-    Py_ssize_t pos;
-    PyObject *type_keys, *type_bytes;
+    Py_buffer view, maskv, ownerv = {0};
+    Py_ssize_t pos, shards = 0;
+    PyObject *type_keys, *type_bytes, *outs = NULL, *shard_keys = NULL, *shard_expires = NULL;
     long long threshold;
-    if (!PyArg_ParseTuple(args, "y*ny*O!O!L", &view, &pos, &maskv, &PyList_Type, &type_keys, &PyList_Type,
-                          &type_bytes, &threshold))
+    if (!PyArg_ParseTuple(args, "y*ny*O!O!L|y*O!O!O!", &view, &pos, &maskv, &PyList_Type, &type_keys,
+                          &PyList_Type, &type_bytes, &threshold, &ownerv, &PyList_Type, &outs, &PyList_Type,
+                          &shard_keys, &PyList_Type, &shard_expires))
         return NULL;
     PyObject *result = NULL, *big = NULL;
+    long long *sk = NULL, *se = NULL;
+    const unsigned char *owner = ownerv.buf;
     if (maskv.len != 256 || PyList_GET_SIZE(type_keys) != 256 || PyList_GET_SIZE(type_bytes) != 256 ||
         pos < 0 || pos > view.len) {
         PyErr_SetString(PyExc_ValueError, "scan_run: bad arguments");
         goto done;
+    }
+    if (outs != NULL) {
+        shards = PyList_GET_SIZE(outs);
+        if (ownerv.len != 16384 || shards < 1 || shards > 256 || PyList_GET_SIZE(shard_keys) != shards ||
+            PyList_GET_SIZE(shard_expires) != shards) {
+            PyErr_SetString(PyExc_ValueError, "scan_run: bad route");
+            goto done;
+        }
+        for (Py_ssize_t i = 0; i < 16384; i++)
+            if (owner[i] >= shards) {
+                PyErr_SetString(PyExc_ValueError, "scan_run: owner table names a missing shard");
+                goto done;
+            }
+        for (Py_ssize_t i = 0; i < shards; i++)
+            if (!PyByteArray_Check(PyList_GET_ITEM(outs, i))) {
+                PyErr_SetString(PyExc_TypeError, "scan_run: outputs must be bytearrays");
+                goto done;
+            }
+        sk = PyMem_Calloc(shards, sizeof(long long));
+        se = PyMem_Calloc(shards, sizeof(long long));
+        if (sk == NULL || se == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
     }
     const unsigned char *buf = view.buf, *mask = maskv.buf;
     Py_ssize_t n = view.len, end = pos;
@@ -231,6 +307,19 @@ static PyObject *scan_run(PyObject *self, PyObject *args)
         } else if (skip_structured(buf, n, &p, t) < 0) {
             break;
         }
+        if (outs != NULL) {
+            Py_ssize_t kstart, klen;
+            if (raw_key(buf, n, start + 1, &kstart, &klen) < 0)
+                break;
+            int shard = owner[key_slot(buf + kstart, klen)];
+            PyObject *out = PyList_GET_ITEM(outs, shard);
+            Py_ssize_t have = PyByteArray_GET_SIZE(out);
+            if (PyByteArray_Resize(out, have + (p - end)) < 0)
+                goto done;
+            memcpy(PyByteArray_AS_STRING(out) + have, buf + end, (size_t)(p - end));
+            sk[shard] += 1;
+            se[shard] += expire;
+        }
         long long size = p - start;
         tk[t] += 1;
         tb[t] += size;
@@ -250,17 +339,25 @@ static PyObject *scan_run(PyObject *self, PyObject *args)
     }
     if (add_counts(type_keys, tk) < 0 || add_counts(type_bytes, tb) < 0)
         goto done;
+    for (Py_ssize_t i = 0; i < shards; i++)
+        if ((sk[i] && add_to_list(shard_keys, i, sk[i]) < 0) || (se[i] && add_to_list(shard_expires, i, se[i]) < 0))
+            goto done;
     result = Py_BuildValue("(nLLLLO)", end, keys, expires, idle_total, freq_total, big);
 done:
     Py_XDECREF(big);
+    PyMem_Free(sk);
+    PyMem_Free(se);
     PyBuffer_Release(&view);
     PyBuffer_Release(&maskv);
+    if (ownerv.obj != NULL)
+        PyBuffer_Release(&ownerv);
     return result;
 }
 
 static PyMethodDef methods[] = {
     {"scan_run", scan_run, METH_VARARGS,
-     "scan_run(buf, pos, mask, type_keys, type_bytes, threshold) -> (end, keys, expires, idle, freq, big)"},
+     "scan_run(buf, pos, mask, type_keys, type_bytes, threshold[, owner, outs, shard_keys, shard_expires])"
+     " -> (end, keys, expires, idle, freq, big)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -268,5 +365,6 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_fastscan", NULL, -1
 
 PyMODINIT_FUNC PyInit__fastscan(void)
 {
+    init_crc16();
     return PyModule_Create(&module);
 }

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import constants as C
+from .checksum import key_slot
 from .source import LZF_MAX_RATIO
 
 try:
@@ -165,22 +166,62 @@ def _skip_structured(buf: bytes, pos: int, t: int, limit: int) -> int:
     return pos
 
 
-def scan_run(buf: bytes, pos: int, mask: bytes, stats: ScanStats) -> tuple[int, int, int, list]:
+@dataclass
+class Route:
+    """Where a split sends each record: per-shard output buffers and counters, by key slot.
+
+    ``owner`` is the 16384-byte table of a SlotLayout (byte i = the shard owning slot i).
+    """
+
+    owner: bytes
+    outs: list[bytearray]
+    keys: list[int]
+    expires: list[int]
+
+    @classmethod
+    def for_shards(cls, owner: bytes, shards: int) -> "Route":
+        return cls(owner, [bytearray() for _ in range(shards)], [0] * shards, [0] * shards)
+
+
+def scan_run(buf: bytes, pos: int, mask: bytes, stats: ScanStats,
+             route: Route | None = None) -> tuple[int, int, int, list]:
     """Walk simple records from ``pos``; returns (end, keys, expires, big) for the complete ones.
 
-    ``end == pos`` means the record at ``pos`` is not one for this loop. Uses the C loop when it
-    was built (``_fastscan.c``, the same rules), the Python one otherwise.
+    ``end == pos`` means the record at ``pos`` is not one for this loop. With ``route`` each
+    record's bytes (prefix opcodes included) are appended to the output of the shard owning its
+    key's slot; records whose key is int-encoded or compressed stop the loop instead.
+    Uses the C loop when it was built (``_fastscan.c``, the same rules), the Python one otherwise.
     """
     if _c_scan_run is None:
-        return scan_run_python(buf, pos, mask, stats)
-    end, keys, expires, idle, freq, big = _c_scan_run(buf, pos, mask, stats.type_keys, stats.type_bytes,
-                                                      stats.big_threshold)
+        return scan_run_python(buf, pos, mask, stats, route)
+    if route is None:
+        end, keys, expires, idle, freq, big = _c_scan_run(buf, pos, mask, stats.type_keys, stats.type_bytes,
+                                                          stats.big_threshold)
+    else:
+        end, keys, expires, idle, freq, big = _c_scan_run(buf, pos, mask, stats.type_keys, stats.type_bytes,
+                                                          stats.big_threshold, route.owner, route.outs,
+                                                          route.keys, route.expires)
     stats.idle += idle
     stats.freq += freq
     return end, keys, expires, big
 
 
-def scan_run_python(buf: bytes, pos: int, mask: bytes, stats: ScanStats) -> tuple[int, int, int, list]:
+def _raw_key(buf: bytes, pos: int) -> bytes | None:
+    """The key String at pos when it is stored raw (the slot needs its bytes), else None."""
+    b = buf[pos]
+    if b < 0x40:
+        return buf[pos + 1:pos + 1 + b]
+    if b < 0x80:
+        n = ((b & 0x3F) << 8) | buf[pos + 1]
+        return buf[pos + 2:pos + 2 + n]
+    if b == 0x80:
+        n = int.from_bytes(buf[pos + 1:pos + 5], "big")
+        return buf[pos + 5:pos + 5 + n]
+    return None
+
+
+def scan_run_python(buf: bytes, pos: int, mask: bytes, stats: ScanStats,
+                    route: Route | None = None) -> tuple[int, int, int, list]:
     """The loop in Python (used when the C extension is absent; the tests compare the two)."""
     limit = len(buf)
     keys = expires = 0
@@ -232,6 +273,14 @@ def scan_run_python(buf: bytes, pos: int, mask: bytes, stats: ScanStats) -> tupl
                     break
             if p > limit:
                 break
+            if route is not None:
+                key = _raw_key(buf, start + 1)
+                if key is None:
+                    break
+                shard = route.owner[key_slot(key)]
+                route.outs[shard] += buf[end:p]
+                route.keys[shard] += 1
+                route.expires[shard] += expire
             size = p - start
             type_keys[t] += 1
             type_bytes[t] += size

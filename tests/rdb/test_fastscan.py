@@ -103,3 +103,37 @@ def test_python_loop_reads_runs_too(monkeypatch: pytest.MonkeyPatch) -> None:
     for path in sorted(ROOT.glob("fixtures/*.rdb")):
         data = path.read_bytes()
         assert outcome(fast, data) == outcome(general, data)
+
+
+OWNER3 = bytes(slot * 3 // 16384 for slot in range(16384))
+
+
+def _routed(impl, buf: bytes, pos: int) -> tuple:
+    stats = fastscan.ScanStats()
+    route = fastscan.Route.for_shards(OWNER3, 3)
+    result = impl(buf, pos, MASK, stats, route)
+    return result, stats.type_keys, route.outs, route.keys, route.expires
+
+
+@needs_c
+@pytest.mark.parametrize("path", sorted(ROOT.glob("fixtures/*.rdb")), ids=lambda p: p.name)
+def test_c_and_python_route_records_alike(path: Path) -> None:
+    data = path.read_bytes()
+    for pos in range(0, len(data), 7):
+        assert _routed(fastscan.scan_run, data, pos) == _routed(fastscan.scan_run_python, data, pos), pos
+
+
+def test_routed_records_land_in_the_shard_of_their_slot() -> None:
+    from snaptool.rdb.checksum import key_slot
+    data = (ROOT / "fixtures" / "redis-7.0.rdb").read_bytes()
+    reader = RdbReader(io.BytesIO(data))
+    routed = 0
+    for item in reader.items(fast=MASK):
+        if type(item) is Run:
+            _, stats, outs, keys, _ = _routed(fastscan.scan_run, item.raw, 0)
+            assert sum(keys) == item.keys
+            for shard, out in enumerate(outs):
+                for record in RdbReader(io.BytesIO(data[:9] + bytes(out) + b"\xff" + bytes(8))).records():
+                    assert OWNER3[key_slot(record.key)] == shard
+                    routed += 1
+    assert routed > 100
