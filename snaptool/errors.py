@@ -56,3 +56,13 @@ class LossyConversionError(SnaptoolError):
 
 class EngineError(SnaptoolError):
     """A live engine could not be found, started or talked to."""
+
+
+class ValidationError(SnaptoolError):
+    """A check against a live engine found differences; ``report`` says which."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, report: object = None) -> None:
+        super().__init__(message)
+        self.report = report

@@ -1,7 +1,8 @@
 """The `snaptool` command: a thin layer over the jobs; errors become one line and an exit code.
 
 Exit codes: 0 success; 1 error (engine, I/O, usage of a resource); 2 unreadable or corrupt input;
-3 a conversion refused because it would lose data; 4 a validation found differences.
+3 a conversion refused because it would lose data; 4 a validation against live engines found
+differences.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import click
 from ..errors import SnaptoolError
 from .engines import engines_command
 from .rdb import convert_command, digest_command, export_command, inspect_command
+from .shards import merge_command, reshard_command, split_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,7 +23,8 @@ def cli() -> None:
     """Back up, restore, reshard and migrate Redis and Valkey data through RDB snapshots."""
 
 
-for command in (inspect_command, export_command, convert_command, digest_command, engines_command):
+for command in (inspect_command, export_command, convert_command, digest_command, split_command,
+                reshard_command, merge_command, engines_command):
     cli.add_command(command)
 
 

@@ -85,7 +85,7 @@ def convert_stream(inp: BinaryIO, out: BinaryIO, target: Target | None = None, *
             report.keys += item.keys
             rewriter.passthrough += item.keys
             if progress is not None:
-                progress(item.offset + len(item.raw), report.keys)
+                progress(item.offset + item.length, report.keys)
         elif kind is Record:
             record: Record = item
             enter_db(record.db)

@@ -59,14 +59,6 @@ def _text(data: bytes) -> str:
     return data.decode("utf-8", errors="backslashreplace")
 
 
-def _library_name(code: bytes) -> str:
-    first = code.split(b"\n", 1)[0]
-    for part in first.split():
-        if part.startswith(b"name="):
-            return _text(part[5:])
-    return _text(first[:60])
-
-
 def inspect_file(path: str | os.PathLike, *, verify_checksum: bool = True,
                  progress: Callable[[int, int], None] | None = None) -> InspectReport:
     """Summarise an RDB file; ``progress(offset, keys)`` lets callers draw progress."""
@@ -88,7 +80,7 @@ def inspect_file(path: str | os.PathLike, *, verify_checksum: bool = True,
                     key = Source.from_bytes(item.raw[start + 1:end]).string()
                     biggest.add(end - start, key, item.db, kind_of(item.raw[start], header.flavour) or "?")
                 if progress is not None:
-                    progress(item.offset + len(item.raw), report.keys)
+                    progress(item.offset + item.length, report.keys)
             elif kind is Record:
                 rec: Record = item
                 db = _db(report, rec.db)
@@ -112,7 +104,7 @@ def inspect_file(path: str | os.PathLike, *, verify_checksum: bool = True,
             elif kind is Aux:
                 report.aux[_text(item.key)] = _text(item.value)
             elif kind is Function:
-                report.functions.append(_library_name(item.code))
+                report.functions.append(_text(item.name))
             elif kind is ModuleAux:
                 report.modules.setdefault(item.module_name, 0)
             elif kind is SlotInfo:

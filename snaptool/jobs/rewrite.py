@@ -11,11 +11,11 @@ from __future__ import annotations
 import time
 from collections import Counter
 
-from ..errors import LossyConversionError, RdbError
+from ..errors import LossyConversionError, RdbError, SnaptoolError
 from ..rdb import constants as C
 from ..rdb.encoder import encode_value
 from ..rdb.fastscan import type_mask
-from ..rdb.items import Record
+from ..rdb.items import Function, Record
 from ..rdb.targets import Target
 from ..rdb.values import is_empty, module_name_of
 from ..rdb.writer import RdbWriter, can_pass_through
@@ -56,6 +56,25 @@ def passthrough_mask(target: Target) -> bytes | None:
                       if t not in (C.T_HASH_METADATA_PRE_GA, C.T_HASH_LISTPACK_EX_PRE_GA)})
 
 
+class Libraries:
+    """Function libraries gathered from several inputs: each kept once; a library defined
+    differently in two inputs is an error (an engine loading both would refuse or pick one)."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[bytes, bytes] = {}
+
+    def add(self, code: bytes, path: str | None = None) -> None:
+        name = Function(code).name
+        known = self._by_name.setdefault(name, code)
+        if known != code:
+            raise SnaptoolError(f"{path or 'an input'}: function library {name.decode(errors='replace')!r} "
+                                f"differs from the one in an earlier input")
+
+    @property
+    def codes(self) -> list[bytes]:
+        return list(self._by_name.values())
+
+
 class Rewriter:
     """Writes records for one target, counting what was copied, re-encoded, skipped and lost."""
 
@@ -71,11 +90,12 @@ class Rewriter:
         self.expired_fields_dropped = 0
         self.reencoded_by_type: Counter[str] = Counter()
 
-    def write(self, record: Record, writer: RdbWriter) -> None:
+    def write(self, record: Record, writer: RdbWriter) -> bool:
+        """Write one record; False when it was left out (empty, or lost to the target)."""
         target, losses = self.target, self.losses
         if is_empty(record):
             self.empty_skipped += 1
-            return
+            return False
         if target.rdb_version < 3 and record.expire_ms is not None and record.expire_ms // 1000 not in _SECONDS_RANGE:
             losses.add("expiries outside 1901-2038 (RDB 1-2 store 32-bit seconds; key kept without TTL)",
                        record.key)
@@ -83,14 +103,14 @@ class Rewriter:
         if can_pass_through(record, target):
             writer.record(record)
             self.passthrough += 1
-            return
+            return True
         kind = record.kind
         if kind == "stream" and target.rdb_version < 9:
             losses.add("streams", record.key)
-            return
+            return False
         if kind == "module":
             losses.add(f"module values ({module_name_of(record)})", record.key)
-            return
+            return False
         if kind == "hash":
             value = record.value()
             if not target.supports_field_ttl and any(e is not None for _, _, e in value):
@@ -109,7 +129,8 @@ class Rewriter:
                            path=record.path, key=record.key) from None
         if encoded is None:
             self.empty_skipped += 1
-            return
+            return False
         writer.value(record.key, encoded, expire_ms=record.expire_ms, idle=record.idle, freq=record.freq)
         self.reencoded += 1
         self.reencoded_by_type[record.encoding] += 1
+        return True

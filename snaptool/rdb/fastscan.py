@@ -54,11 +54,15 @@ class ScanStats:
 
 @dataclass(slots=True)
 class Run:
-    """Consecutive records of one database, as their exact bytes (prefix opcodes included)."""
+    """Consecutive records of one database, as their exact bytes (prefix opcodes included).
+
+    When the reader routed the run to shards, ``raw`` is empty: the bytes are in the Route.
+    """
 
     db: int
     raw: bytes
     offset: int
+    length: int
     keys: int
     expires: int
     #: (start, end) in ``raw`` of type+key+value of records at least ``big_threshold`` bytes

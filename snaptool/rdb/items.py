@@ -43,6 +43,15 @@ class Function:
 
     code: bytes
 
+    @property
+    def name(self) -> bytes:
+        """The library name from the `#!<engine> name=<name>` first line (the line itself if absent)."""
+        first = self.code.split(b"\n", 1)[0]
+        for part in first.split():
+            if part.startswith(b"name="):
+                return part[5:]
+        return first[:60]
+
 
 @dataclass(slots=True)
 class ModuleAux:

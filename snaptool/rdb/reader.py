@@ -15,7 +15,7 @@ from ..errors import ChecksumError, RdbError, SnaptoolError, UnsupportedError
 from . import constants as C
 from .items import (Aux, End, Function, Header, Item, ModuleAux, Record, ResizeDb, SelectDb,
                     SlotImport, SlotInfo)
-from .fastscan import Run, ScanStats, scan_run
+from .fastscan import Route, Run, ScanStats, scan_run
 from .source import CHUNK, Source
 
 _MAX_DB = (1 << 31) - 1  # engines keep the database count in a C int
@@ -109,12 +109,14 @@ class RdbReader:
             self.header = parse_header(magic, self.path)
         return self.header
 
-    def items(self, fast: bytes | None = None, stats: ScanStats | None = None) -> Iterator[Item]:
+    def items(self, fast: bytes | None = None, stats: ScanStats | None = None,
+              route: Route | None = None) -> Iterator[Item]:
         """Every item in file order.
 
         With ``fast`` (a :func:`~snaptool.rdb.fastscan.type_mask`), runs of simple records of
         those types come out as :class:`~snaptool.rdb.fastscan.Run` items holding their exact
-        bytes, instead of one Record each; ``stats`` then collects their per-type counters.
+        bytes, instead of one Record each; ``stats`` then collects their per-type counters. With
+        ``route`` the runs' records are appended to per-shard outputs instead (see fastscan.Route).
         """
         src = self.source
         if fast is not None and stats is None:
@@ -133,10 +135,11 @@ class RdbReader:
                 if len(src._buf) - src._pos < CHUNK // 2:
                     src._fill(CHUNK)
                 pos = src._pos
-                end, keys, expires, big = scan_run(src._buf, pos, fast, stats)
+                end, keys, expires, big = scan_run(src._buf, pos, fast, stats, route)
                 if end > pos:
                     src._pos = end
-                    yield Run(db, src._buf[pos:end], src._base + pos, keys, expires, big)
+                    raw = b"" if route is not None else src._buf[pos:end]
+                    yield Run(db, raw, src._base + pos, end - pos, keys, expires, big)
                     continue
             offset = src.offset
             t = u8()

@@ -73,9 +73,10 @@ class RdbWriter:
         self._parts.append(data)
         self._pending += len(data)
         if self._pending >= _FLUSH_AT:
-            self._flush()
+            self.flush()
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Hand buffered bytes to the stream (the CRC-64 covers them from then on)."""
         if self._parts:
             data = b"".join(self._parts)
             self._crc = crc64(data, self._crc)
@@ -142,7 +143,7 @@ class RdbWriter:
         self._prefix(record.expire_ms, record.idle, record.freq)
         raw = record.raw
         if isinstance(raw, Spill):
-            self._flush()
+            self.flush()
             f = raw.open()
             while True:
                 chunk = f.read(1 << 20)
@@ -167,7 +168,7 @@ class RdbWriter:
     def finish(self) -> int:
         """EOF and (RDB 5+) the CRC-64 trailer; returns the checksum written (0 below RDB 5)."""
         self._emit(b"\xff")
-        self._flush()
+        self.flush()
         if self.version >= 5:
             trailer = self._crc.to_bytes(8, "little")
             self.out.write(trailer)

@@ -1,0 +1,121 @@
+"""Merge several snapshots into one RDB file for a standalone node, duplicates handled.
+
+Keys found more than once (:mod:`snaptool.jobs.dedupe`) follow ``on_duplicate``: ``error``
+(default) names the first duplicates and writes nothing, ``first`` keeps the earliest occurrence in
+input order, ``last`` the latest. Databases stay apart; function libraries appear once.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from ..errors import SnaptoolError
+from ..rdb.assembler import RdbAssembler
+from ..rdb.fastscan import Route, Run
+from ..rdb.items import Aux, Function, Header, ModuleAux, Record, SlotImport
+from ..rdb.reader import RdbReader, open_input
+from ..rdb.targets import Target
+from ..rdb.writer import header_aux
+from ..storage.atomic import atomic_output
+from .dedupe import Keeper, find_duplicates
+from .rewrite import Libraries, Rewriter, passthrough_mask
+from .split import choose_target
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class MergeReport:
+    inputs: list[str]
+    output: str
+    target: str
+    rdb_version: int
+    keys_in: int = 0
+    keys_out: int = 0
+    duplicates: int = 0
+    duplicates_dropped: int = 0
+    passthrough: int = 0
+    reencoded: int = 0
+    empty_skipped: int = 0
+    functions: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    bytes: int = 0
+    sha256: str = ""
+
+
+def merge(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *, on_duplicate: str = "error",
+          target: Target | None = None, allow_lossy: bool = False, verify_checksum: bool = True,
+          progress: Progress | None = None) -> MergeReport:
+    """Merge ``inputs`` into the RDB file ``output`` (written atomically)."""
+    paths = [str(p) for p in inputs]
+    if not paths:
+        raise SnaptoolError("no input files")
+    headers: list[Header] = []
+    for path in paths:
+        with RdbReader(open_input(path), path=path) as reader:
+            headers.append(reader.read_header())
+    target = choose_target(headers, target)
+    report = MergeReport(paths, str(output), target.name, target.rdb_version)
+    keeper = Keeper(find_duplicates(paths, verify_checksum=verify_checksum), on_duplicate)
+    report.duplicates = len(keeper.duplicates)
+    assembler = RdbAssembler(target)
+    try:
+        rewriter = Rewriter(target)
+        libraries = Libraries()
+        module_aux: dict[bytes, int] = {}
+        aux: list[Aux] = []
+        # Without duplicates every run of simple records is copied whole (one shard: owner all 0).
+        mask = passthrough_mask(target) if not keeper.duplicates else None
+        for index, path in enumerate(paths):
+            route = Route.for_shards(bytes(16384), 1) if mask is not None else None
+            with RdbReader(open_input(path), path=path, verify_checksum=verify_checksum) as reader:
+                for item in reader.items(fast=mask, route=route):
+                    kind = type(item)
+                    if kind is Run:
+                        assembler.add_raw(item.db, route.outs[0], route.keys[0], route.expires[0])
+                        route.outs[0].clear()
+                        route.keys[0] = route.expires[0] = 0
+                        report.keys_in += item.keys
+                        rewriter.passthrough += item.keys
+                    elif kind is Record:
+                        record: Record = item
+                        report.keys_in += 1
+                        if not keeper.keep(record.db, record.key):
+                            record.release()
+                            continue
+                        if rewriter.write(record, assembler.writer(record.db)):
+                            assembler.counted(record.db, 1, int(record.expire_ms is not None))
+                        record.release()
+                    elif kind is Aux and index == 0:
+                        aux.append(item)
+                    elif kind is Function:
+                        libraries.add(item.code, path)
+                    elif kind is ModuleAux:
+                        module_aux.setdefault(item.raw, item.when)
+                    elif kind is SlotImport:
+                        rewriter.losses.add("Valkey slot-import states")
+                    if progress is not None and kind in (Run, Record):
+                        progress(reader.source.offset, report.keys_in)
+        if libraries.codes and target.rdb_version < 10:
+            rewriter.losses.counts["functions"] += len(libraries.codes)
+        if module_aux and target.rdb_version < 9:
+            rewriter.losses.counts["module aux data"] += len(module_aux)
+        rewriter.losses.check(target, allow_lossy)
+        assembler.aux = header_aux(aux, headers[0], target)
+        if target.rdb_version >= 10:
+            assembler.functions = libraries.codes
+        if target.rdb_version >= 9:
+            assembler.module_aux = [(when, raw) for raw, when in module_aux.items()]
+        with atomic_output(output) as out:
+            written = assembler.write(out)
+    finally:
+        assembler.close()
+    report.keys_out = sum(c.keys for c in written.databases.values())
+    report.duplicates_dropped = keeper.dropped
+    report.passthrough, report.reencoded = rewriter.passthrough, rewriter.reencoded
+    report.empty_skipped, report.functions = rewriter.empty_skipped, len(libraries.codes)
+    report.dropped = dict(rewriter.losses.counts)
+    report.bytes, report.sha256 = written.bytes, written.sha256
+    return report

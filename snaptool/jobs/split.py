@@ -1,0 +1,235 @@
+"""Split one or more snapshots into one RDB file per shard of a slot layout (split and reshard).
+
+Every record goes to the shard owning its key's hash slot. Runs of simple records are routed by
+the run scanner without building a Record each; other records take the general path, copied
+when the target loads them and re-encoded otherwise (:mod:`snaptool.jobs.rewrite`). Each output is
+assembled at the end with its own header, AUX fields, exact RESIZEDB counts and CRC-64; all files
+are written under temporary names and renamed together, ``layout.json`` last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from ..errors import SnaptoolError
+from ..rdb.assembler import RdbAssembler, Written
+from ..rdb.checksum import key_slot
+from ..rdb.fastscan import Route, Run
+from ..rdb.items import Aux, End, Function, Header, ModuleAux, Record, SlotImport
+from ..rdb.reader import RdbReader, open_input
+from ..rdb.slots import SlotLayout
+from ..rdb.targets import Target, rdb_target
+from ..rdb.writer import header_aux
+from .dedupe import Keeper, find_duplicates
+from .rewrite import Libraries, Rewriter, passthrough_mask
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class ShardFile:
+    name: str
+    file: str
+    slots: list[list[int]]
+    keys: dict[str, int]
+    expires: dict[str, int]
+    bytes: int
+    sha256: str
+    rdb_version: int
+
+
+@dataclass
+class SplitReport:
+    inputs: list[str]
+    target: str
+    rdb_version: int
+    keys_in: int = 0
+    keys_out: int = 0
+    passthrough: int = 0
+    reencoded: int = 0
+    empty_skipped: int = 0
+    functions: int = 0
+    duplicates: int = 0
+    duplicates_dropped: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    shards: list[ShardFile] = field(default_factory=list)
+    layout_file: str = ""
+
+
+def choose_target(headers: Sequence[Header], target: Target | None) -> Target:
+    """The target for outputs built from several inputs: the one asked for, else the newest input
+    version, unless inputs mix Redis RDB 12+ and Valkey 80+ formats that no engine loads together."""
+    if target is not None:
+        return target
+    redis_new = [h for h in headers if h.flavour == "redis" and h.version >= 12]
+    valkey_new = [h for h in headers if h.flavour == "valkey"]
+    if redis_new and valkey_new:
+        raise SnaptoolError(f"inputs mix {redis_new[0].magic.decode()} (Redis 7.4+) and "
+                            f"{valkey_new[0].magic.decode()} (Valkey 9): no engine loads both; "
+                            f"choose one with --target (e.g. --target valkey-9.0 or --target redis-7.4)")
+    return rdb_target(max(h.version for h in headers))
+
+
+def parse_db_map(text: str | None) -> dict[int, int]:
+    """`--db-map 1:0,5:0`: where keys of each source database go."""
+    mapping: dict[int, int] = {}
+    for part in filter(None, (text or "").split(",")):
+        src, sep, dst = part.partition(":")
+        if not sep or not src.strip().isdigit() or not dst.strip().isdigit():
+            raise SnaptoolError(f"--db-map: {part!r} is not SOURCE:TARGET (e.g. 1:0)")
+        mapping[int(src)] = int(dst)
+    return mapping
+
+
+class _DbRule:
+    """Maps source databases to output databases; cluster nodes hold only db 0 before Valkey 9."""
+
+    def __init__(self, target: Target, db_map: dict[int, int]) -> None:
+        self.map = db_map
+        self.multi = target.rdb_version >= 80
+
+    def __call__(self, db: int, path: str) -> int:
+        out = self.map.get(db, db)
+        if out != 0 and not self.multi:
+            raise SnaptoolError(f"{path} holds keys in database {db}, but cluster nodes hold only "
+                                f"database 0: say where they go with --db-map {db}:0")
+        return out
+
+
+def split(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, layout: SlotLayout, *,
+          target: Target | None = None, db_map: dict[int, int] | None = None, on_duplicate: str = "error",
+          allow_lossy: bool = False, verify_checksum: bool = True,
+          progress: Progress | None = None) -> SplitReport:
+    """Write ``out_dir/<shard>.rdb`` for every shard of ``layout`` and ``out_dir/layout.json``.
+
+    Several inputs, or databases mapped onto one, may hold the same key: such keys follow
+    ``on_duplicate`` as in a merge (:mod:`snaptool.jobs.dedupe`).
+    """
+    if not inputs:
+        raise SnaptoolError("no input files")
+    paths = [str(p) for p in inputs]
+    readers = [RdbReader(open_input(p), path=p, verify_checksum=verify_checksum) for p in paths]
+    with contextlib.ExitStack() as stack:
+        for reader in readers:
+            stack.callback(reader.close)
+        headers = [reader.read_header() for reader in readers]
+        target = choose_target(headers, target)
+        report = SplitReport(paths, target.name, target.rdb_version)
+        shards = layout.shards
+        owner = layout.owner_table()
+        assemblers = [RdbAssembler(target) for _ in shards]
+        for assembler in assemblers:
+            stack.callback(assembler.close)
+        rewriter = Rewriter(target)
+        libraries = Libraries()
+        module_aux: dict[bytes, int] = {}
+        db_rule = _DbRule(target, db_map or {})
+        # keys can only meet when several inputs or several databases flow into one output db
+        merging = len(paths) > 1 or any(src != dst for src, dst in db_rule.map.items())
+        duplicates = find_duplicates(paths, map_db=db_rule, verify_checksum=verify_checksum) if merging else Counter()
+        keeper = Keeper(duplicates, on_duplicate)
+        mask = passthrough_mask(target) if not duplicates else None
+        aux: list[Aux] = []
+        done_bytes = 0
+        for index, (reader, header) in enumerate(zip(readers, headers)):
+            route = Route.for_shards(owner, len(shards)) if mask is not None else None
+            for item in reader.items(fast=mask, route=route):
+                kind = type(item)
+                if kind is Run:
+                    db = db_rule(item.db, reader.path)
+                    for i, assembler in enumerate(assemblers):
+                        if route.keys[i]:
+                            assembler.add_raw(db, route.outs[i], route.keys[i], route.expires[i])
+                            route.outs[i].clear()
+                            route.keys[i] = route.expires[i] = 0
+                    report.keys_in += item.keys
+                    rewriter.passthrough += item.keys
+                    if progress is not None:
+                        progress(done_bytes + item.offset + item.length, report.keys_in)
+                elif kind is Record:
+                    record: Record = item
+                    report.keys_in += 1
+                    db = db_rule(record.db, reader.path)
+                    if not keeper.keep(db, record.key):
+                        record.release()
+                        continue
+                    assembler = assemblers[owner[key_slot(record.key)]]
+                    if rewriter.write(record, assembler.writer(db)):
+                        assembler.counted(db, 1, int(record.expire_ms is not None))
+                    record.release()
+                    if progress is not None:
+                        progress(done_bytes + record.offset + record.size, report.keys_in)
+                elif kind is Aux and index == 0:
+                    aux.append(item)
+                elif kind is Function:
+                    libraries.add(item.code, reader.path)
+                elif kind is ModuleAux:
+                    module_aux.setdefault(item.raw, item.when)
+                elif kind is SlotImport:
+                    rewriter.losses.add("Valkey slot-import states")
+                elif kind is End:
+                    done_bytes += reader.source.offset
+        if libraries.codes and target.rdb_version < 10:
+            rewriter.losses.counts["functions"] += len(libraries.codes)
+        if module_aux and target.rdb_version < 9:
+            rewriter.losses.counts["module aux data"] += len(module_aux)
+        rewriter.losses.check(target, allow_lossy)
+        file_aux = header_aux(aux, headers[0], target)
+        for assembler in assemblers:
+            assembler.aux = file_aux
+            if target.rdb_version >= 10:
+                assembler.functions = list(libraries.codes)
+            if target.rdb_version >= 9:
+                assembler.module_aux = [(when, raw) for raw, when in module_aux.items()]
+        written = _write_all(Path(out_dir), [s.name for s in shards], assemblers)
+    report.passthrough, report.reencoded = rewriter.passthrough, rewriter.reencoded
+    report.empty_skipped, report.functions = rewriter.empty_skipped, len(libraries.codes)
+    report.dropped = dict(rewriter.losses.counts)
+    report.duplicates, report.duplicates_dropped = len(duplicates), keeper.dropped
+    for shard, result in zip(shards, written):
+        report.shards.append(ShardFile(
+            shard.name, f"{shard.name}.rdb", [list(r) for r in shard.ranges],
+            {str(db): c.keys for db, c in result.databases.items()},
+            {str(db): c.expires for db, c in result.databases.items()},
+            result.bytes, result.sha256, target.rdb_version))
+    report.keys_out = sum(sum(s.keys.values()) for s in report.shards)
+    report.layout_file = str(Path(out_dir) / "layout.json")
+    _write_layout(Path(out_dir), report)
+    return report
+
+
+def _write_all(out_dir: Path, names: list[str], assemblers: list[RdbAssembler]) -> list[Written]:
+    """Every file under a temporary name first; renamed only when all are complete."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    temps: list[Path] = []
+    try:
+        results = []
+        for name, assembler in zip(names, assemblers):
+            temp = out_dir / f".{name}.rdb.part"
+            temps.append(temp)
+            with open(temp, "wb", buffering=1 << 20) as f:
+                results.append(assembler.write(f))
+                f.flush()
+                os.fsync(f.fileno())
+        for name, temp in zip(names, temps):
+            os.replace(temp, out_dir / f"{name}.rdb")
+        return results
+    except BaseException:
+        for temp in temps:
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+        raise
+
+
+def _write_layout(out_dir: Path, report: SplitReport) -> None:
+    data = {"target": report.target, "rdb_version": report.rdb_version, "inputs": report.inputs,
+            "keys": report.keys_out, "shards": [asdict(s) for s in report.shards]}
+    temp = out_dir / ".layout.json.part"
+    temp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(temp, out_dir / "layout.json")

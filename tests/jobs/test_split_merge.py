@@ -1,0 +1,166 @@
+"""Split, reshard and merge, each result proven on live engines (a local cluster, or one node)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from snaptool.engines.discovery import find_engines
+from snaptool.engines.sample import populate
+from snaptool.engines.server import EngineServer
+from snaptool.errors import SnaptoolError
+from snaptool.jobs.dedupe import selected_records
+from snaptool.jobs.merge import merge
+from snaptool.jobs.split import split
+from snaptool.jobs.validate import validate_cluster, validate_node
+from snaptool.rdb.builder import RdbBuilder
+from snaptool.rdb.checksum import key_slot
+from snaptool.rdb.reader import RdbReader
+from snaptool.rdb.slots import SlotLayout
+from snaptool.rdb.targets import parse_target
+
+ENGINES = {e.target_name: e for e in find_engines() if e.target_name in ("redis-6.2", "redis-7.0", "valkey-8.1")}
+DB_MAP = {1: 0, 5: 0}  # the sample data holds `string:short` in db 0 and db 1: mapping makes it meet itself
+
+
+def kept(*paths) -> object:
+    """The source records a split with DB_MAP and on_duplicate="first" keeps."""
+    return selected_records([str(p) for p in paths], "first", map_db=lambda db, path: DB_MAP.get(db, db))
+
+
+def records(*paths):
+    for path in paths:
+        with RdbReader.open(path) as reader:
+            yield from reader.records()
+
+
+def keys_of(path) -> list[tuple[int, bytes]]:
+    return [(r.db, r.key) for r in records(path)]
+
+
+@pytest.fixture(scope="module")
+def snapshots(tmp_path_factory) -> dict[str, Path]:
+    """The sample data set SAVEd by each engine, plus hash-tagged keys that must stay together."""
+    out = {}
+    for name, engine in ENGINES.items():
+        with EngineServer(engine, config={"databases": "16"}) as server:
+            populate(server.client, engine)
+            c = server.client()
+            for i in range(50):
+                c.set(f"{{user{i % 5}}}:field{i}", i)
+            path = tmp_path_factory.mktemp(name) / "dump.rdb"
+            path.write_bytes(server.save().read_bytes())
+            out[name] = path
+    return out
+
+
+@pytest.mark.parametrize("engine_name", sorted(ENGINES))
+@pytest.mark.parametrize("shards", [1, 3, 7])
+def test_split_validates_on_a_live_cluster(snapshots, engine_name: str, shards: int, tmp_path: Path) -> None:
+    source = snapshots[engine_name]
+    layout = SlotLayout.even(shards)
+    report = split([source], tmp_path, layout, db_map=DB_MAP, on_duplicate="first")
+    assert report.keys_in == len(keys_of(source)) == report.keys_out + 1
+    assert report.duplicates == report.duplicates_dropped == 1
+    manifest = json.loads((tmp_path / "layout.json").read_text())
+    assert [s["name"] for s in manifest["shards"]] == [s.name for s in layout.shards]
+    for index, shard in enumerate(manifest["shards"]):
+        held = keys_of(tmp_path / shard["file"])
+        assert sum(shard["keys"].values()) == len(held)
+        assert all(db == 0 and layout.shard_of(key_slot(key)) == index for db, key in held)
+    tagged = {layout.shard_of(key_slot(f"{{user{i}}}:x".encode())) for i in range(5)}
+    assert tagged  # hash tags: every {userN} key sits in the shard of its tag
+    for i in range(5):
+        owner = layout.shard_of(key_slot(f"{{user{i}}}".encode()))
+        held = {key for _, key in keys_of(tmp_path / manifest["shards"][owner]["file"])}
+        assert {f"{{user{i}}}:field{j}".encode() for j in range(i, 50, 5)} <= held
+    files = [str(tmp_path / s["file"]) for s in manifest["shards"]]
+    validation = validate_cluster(ENGINES[engine_name], layout, files, kept(source))
+    assert validation.ok, validation.table()
+    assert validation.checked == validation.equal == validation.live_keys > 200
+
+
+def test_reshard_3_to_5_to_2(snapshots, tmp_path: Path) -> None:
+    name = "redis-7.0" if "redis-7.0" in ENGINES else sorted(ENGINES)[0]
+    source = snapshots[name]
+    first = split([source], tmp_path / "three", SlotLayout.even(3), db_map=DB_MAP, on_duplicate="first")
+    three = [str(tmp_path / "three" / s.file) for s in first.shards]
+    five = split(three, tmp_path / "five", SlotLayout.even(5))
+    five_files = [str(tmp_path / "five" / s.file) for s in five.shards]
+    two = split(five_files, tmp_path / "two", SlotLayout.even(2))
+    assert first.keys_out == five.keys_out == two.keys_out
+    two_files = [str(tmp_path / "two" / s.file) for s in two.shards]
+    report = validate_cluster(ENGINES[name], SlotLayout.even(2), two_files, kept(source))
+    assert report.ok, report.table()
+
+
+def test_other_databases_need_a_map_and_collisions_are_refused(snapshots, tmp_path: Path) -> None:
+    source = next(iter(snapshots.values()))
+    with pytest.raises(SnaptoolError, match="--db-map 1:0"):
+        split([source], tmp_path / "out", SlotLayout.even(3))
+    with pytest.raises(SnaptoolError, match=r"1 keys appear in more than one place.*string:short"):
+        split([source], tmp_path / "out", SlotLayout.even(3), db_map=DB_MAP)
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def _file(path: Path, target: str, values: dict[bytes, bytes]) -> Path:
+    with open(path, "wb") as f:
+        builder = RdbBuilder(f, parse_target(target))
+        for key, value in values.items():
+            builder.add(key, "string", value)
+        builder.finish()
+    return path
+
+
+def test_merge_duplicate_policies(tmp_path: Path) -> None:
+    a = _file(tmp_path / "a.rdb", "redis-7.0", {b"k1": b"a1", b"dup": b"from-a", b"k2": b"a2"})
+    b = _file(tmp_path / "b.rdb", "redis-7.0", {b"k3": b"b3", b"dup": b"from-b"})
+    out = tmp_path / "m.rdb"
+    with pytest.raises(SnaptoolError, match=r"1 keys appear in more than one place.*dup"):
+        merge([a, b], out)
+    assert not out.exists()
+    for policy, kept in (("first", b"from-a"), ("last", b"from-b")):
+        report = merge([a, b], out, on_duplicate=policy)
+        values = {r.key: r.value() for r in records(out)}
+        assert values == {b"k1": b"a1", b"k2": b"a2", b"k3": b"b3", b"dup": kept}
+        assert report.duplicates == 1 and report.duplicates_dropped == 1 and report.keys_out == 4
+        engine = ENGINES.get("redis-7.0") or next(iter(ENGINES.values()))
+        validation = validate_node(engine, str(out), selected_records([str(a), str(b)], policy))
+        assert validation.ok and validation.digest_live == validation.digest_expected, validation.table()
+
+
+def test_merge_of_split_shards_equals_the_shards(snapshots, tmp_path: Path) -> None:
+    """Split proves shards = source on a cluster; this proves merge(shards) = shards on one node."""
+    name = sorted(snapshots)[0]
+    report = split([snapshots[name]], tmp_path / "shards", SlotLayout.even(3), db_map=DB_MAP, on_duplicate="first")
+    shards = [str(tmp_path / "shards" / s.file) for s in report.shards]
+    merged = tmp_path / "merged.rdb"
+    result = merge(shards, merged)
+    assert result.duplicates == 0 and result.keys_out == report.keys_out
+    validation = validate_node(ENGINES[name], str(merged), records(*shards))
+    assert validation.ok and validation.checked == report.keys_out, validation.table()
+
+
+def test_mixed_redis_74_and_valkey_9_inputs_need_a_target(tmp_path: Path) -> None:
+    redis74 = _file(tmp_path / "r.rdb", "redis-7.4", {b"a": b"1"})
+    valkey9 = _file(tmp_path / "v.rdb", "valkey-9.0", {b"b": b"2"})
+    with pytest.raises(SnaptoolError, match="--target"):
+        merge([redis74, valkey9], tmp_path / "m.rdb")
+    with pytest.raises(SnaptoolError, match="--target"):
+        split([redis74, valkey9], tmp_path / "s", SlotLayout.even(2))
+    report = merge([redis74, valkey9], tmp_path / "m.rdb", target=parse_target("valkey-9.0"))
+    assert report.keys_out == 2
+
+
+def test_unreadable_input_writes_nothing(tmp_path: Path) -> None:
+    good = _file(tmp_path / "g.rdb", "redis-7.0", {b"a": b"1"})
+    bad = tmp_path / "bad.rdb"
+    bad.write_bytes(good.read_bytes()[:-5])
+    with pytest.raises(SnaptoolError):
+        split([good, bad], tmp_path / "out", SlotLayout.even(2))
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+    with pytest.raises(SnaptoolError):
+        merge([good, bad], tmp_path / "m.rdb")
+    assert not (tmp_path / "m.rdb").exists()
