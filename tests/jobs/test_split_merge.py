@@ -164,3 +164,36 @@ def test_unreadable_input_writes_nothing(tmp_path: Path) -> None:
     with pytest.raises(SnaptoolError):
         merge([good, bad], tmp_path / "m.rdb")
     assert not (tmp_path / "m.rdb").exists()
+
+
+def test_validation_catches_what_differs(snapshots, tmp_path: Path) -> None:
+    """Checked against another snapshot's records, the same cluster must fail, naming keys."""
+    name = sorted(snapshots)[0]
+    report = split([snapshots[name]], tmp_path, SlotLayout.even(2), db_map=DB_MAP, on_duplicate="first")
+    files = [str(tmp_path / s.file) for s in report.shards]
+    other = _file(tmp_path / "other.rdb", "redis-6.2", {b"string:short": b"not the same", b"absent": b"x"})
+    validation = validate_cluster(ENGINES[name], SlotLayout.even(2), files, records(other))
+    assert not validation.ok
+    assert validation.different == 1 and validation.missing == 1 and validation.extra == report.keys_out - 1
+    assert any("absent" in p for p in validation.problems)
+
+
+def test_cli_split_and_merge(snapshots, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    name = sorted(snapshots)[0]
+    run = lambda *args: subprocess.run([sys.executable, "-m", "snaptool", *args], capture_output=True, timeout=300)
+    result = run("split", str(snapshots[name]), "-o", str(tmp_path / "s"), "--shards", "3", "--db-map", "1:0,5:0",
+                 "--on-duplicate", "first", "--engine", name, "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["validation"]["ok"] and len(summary["shards"]) == 3
+    files = sorted(str(p) for p in (tmp_path / "s").glob("*.rdb"))
+    result = run("merge", *files, "-o", str(tmp_path / "m.rdb"), "--engine", name)
+    assert result.returncode == 0 and b"validated" in result.stderr, result.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{"name": "a", "slots": [[0, 9000]]}, {"name": "b", "slots": [[8000, 16000]]}]))
+    result = run("split", str(snapshots[name]), "-o", str(tmp_path / "x"), "--slots", str(bad))
+    err = result.stderr.decode()
+    assert result.returncode == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "x").exists()
