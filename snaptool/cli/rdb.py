@@ -26,25 +26,41 @@ _file_argument = click.argument("file", type=click.Path(dir_okay=False, allow_da
 @click.command("inspect")
 @_file_argument
 @_json_option
+@click.option("--slots", is_flag=True,
+              help="Keys and bytes per cluster slot range and how even a --shards split would be (slower: one record at a time).")
+@click.option("--shards", type=click.IntRange(1, 16384), default=3, show_default=True,
+              help="Shards of the even split --slots and --html measure.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False),
+              help="Also write a self-contained HTML report with charts to this file.")
 @_checksum_option
-def inspect_command(file: str, as_json: bool, no_verify: bool) -> None:
+def inspect_command(file: str, as_json: bool, slots: bool, shards: int, html_path: str | None,
+                    no_verify: bool) -> None:
     """Summarise an RDB file: version, AUX fields, keys per db, types, encodings, biggest keys.
 
     \b
     Example:
       snaptool inspect dump.rdb
       snaptool inspect dump.rdb --json | jq .by_type
+      snaptool inspect dump.rdb --slots --shards 5
+      snaptool inspect dump.rdb --html report.html
     """
+    detail = slots or html_path is not None
     with file_progress(file, "inspect") as progress:
-        report = inspect_file(file, verify_checksum=not no_verify, progress=progress)
+        report = inspect_file(file, verify_checksum=not no_verify, progress=progress,
+                              shards=shards if detail else None)
+    if html_path is not None:
+        from ..jobs.report_html import write_html  # only this option needs it
+        write_html(report, html_path)
     if as_json:
-        emit_json(report.to_json())
+        data = report.to_json()
+        if not slots:
+            data.pop("slots", None)
+            data.pop("size_buckets", None)
+        emit_json(data)
         return
     echo = click.echo
     echo(f"file      {report.path} ({human_bytes(report.size)})")
-    writer = next((f"{name.split('-')[0]} {report.aux[name]}" for name in ("valkey-ver", "redis-ver")
-                   if name in report.aux), "an unnamed writer")
-    echo(f"format    {report.magic} (RDB {report.version}) by {writer}, checksum {report.checksum}")
+    echo(f"format    {report.magic} (RDB {report.version}) by {report.writer}, checksum {report.checksum}")
     for key in ("ctime", "used-mem"):
         if key in report.aux:
             echo(f"{key:<9} {report.aux[key]}")
@@ -67,6 +83,27 @@ def inspect_command(file: str, as_json: bool, no_verify: bool) -> None:
         echo("biggest keys")
         for row in report.biggest:
             echo(f"  {human_bytes(row['bytes']):>11}  {row['type']:<7} db {row['db']}  {row['key']}")
+    if slots and report.slots is not None:
+        _echo_slots(report.slots.to_json())
+    if html_path is not None:
+        click.echo(f"wrote {html_path}", err=True)
+
+
+def _echo_slots(spread: dict) -> None:
+    """The --slots part of people's output: one line per shard of the even split, then the busiest slots."""
+    echo = click.echo
+    echo(f"slots     {spread['keys']:,} keys in {spread['slots_used']:,} of 16384 slots; "
+         f"even split over {spread['shards']} shards:")
+    for row in spread["by_shard"]:
+        where = ",".join(f"{s}-{e}" for s, e in row["slots"])
+        echo(f"  {row['name']:<12} {where:<12} {row['keys']:>12,} keys {row['keys_pct']:>6.2f}%"
+             f" {human_bytes(row['bytes']):>11} {row['bytes_pct']:>6.2f}%")
+    imbalance = spread["imbalance"]
+    echo(f"  imbalance (max/mean): keys {imbalance['keys']:.3f}, bytes {imbalance['bytes']:.3f}")
+    if spread["busiest"]:
+        echo("busiest slots")
+        for row in spread["busiest"]:
+            echo(f"  slot {row['slot']:<6} {row['keys']:>12,} keys {human_bytes(row['bytes']):>11}")
 
 
 @click.command("export")

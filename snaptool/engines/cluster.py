@@ -1,176 +1,357 @@
-"""Live clusters: read a cluster's slot layout, and start a local cluster on shard files.
+"""Live clusters: read the slot layout of a running one, or build a throwaway one from shard files.
 
-A :class:`LocalCluster` starts one engine node per shard file in cluster mode on free loopback
-ports, lets each load its file, assigns every slot as the layout says, introduces the nodes to
-each other and waits until all of them agree and report ``cluster_state:ok``.
+:func:`read_layout` asks a node of a real cluster who owns which slot (CLUSTER SHARDS on Redis 7+
+and Valkey, CLUSTER SLOTS on 6.x), so a snapshot can be split the way that cluster is sharded.
+
+:class:`LocalCluster` starts one engine node per shard file in cluster mode on loopback ports,
+assigns the slots the layout gives each shard and joins the nodes into one cluster, e.g. to
+check that split files load and serve every key from the right node::
+
+    with LocalCluster(find_engine("redis-7.0"), SlotLayout.even(3), files) as cluster:
+        cluster.client().get("user:1")
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import time
-from typing import Sequence
-from urllib.parse import urlparse
+from typing import Any, Sequence
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
-from redis.cluster import ClusterNode, RedisCluster
+from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
+from redis.retry import Retry
 
 from ..errors import EngineError, SnaptoolError
-from ..rdb.slots import SLOTS, Shard, SlotLayout
+from ..rdb.slots import SLOTS, Shard, SlotLayout, compress, format_ranges, short_names
 from .discovery import Engine
-from .server import EngineServer
+from .server import EngineServer, EngineStartError
 
-_ADDSLOTS_BATCH = 2000
+log = logging.getLogger(__name__)
+
+_ADDSLOTS_BATCH = 4096  # slots per CLUSTER ADDSLOTS on engines without ADDSLOTSRANGE
+_RANGES_BATCH = 1000  # ranges per CLUSTER ADDSLOTSRANGE
+_POLL = 0.05
+_TAIL_LINES = 6
+_MARKER = re.compile(r"^\[(\d+)-([<>])-([0-9a-fA-F]+)\]$")
+
+Range = tuple[int, int]
 
 
-def _connect(url: str) -> redis.Redis:
-    parsed = urlparse(url if "://" in url else f"redis://{url}")
-    if parsed.hostname is None or parsed.port is None:
-        raise SnaptoolError(f"{url!r} is not a node URL (redis://host:port)")
-    return redis.Redis(host=parsed.hostname, port=parsed.port, username=parsed.username,
-                       password=parsed.password, ssl=parsed.scheme == "rediss", socket_timeout=10)
+# --------------------------------------------------------------------------- helpers
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, (bytes, bytearray)) else str(value)
 
 
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+def _as_dict(value: Any) -> dict[str, Any]:
+    """A RESP3 map or a RESP2 flat [key, value, ...] list as a dict with str keys."""
+    if isinstance(value, dict):
+        return {_text(k): v for k, v in value.items()}
+    items = list(value)
+    return {_text(items[i]): items[i + 1] for i in range(0, len(items) - 1, 2)}
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        user = parts.username or ""
+        netloc = f"{user}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    except ValueError:
+        return url
+
+
+def _merge(entries: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """Sorted (start, end, owner) with adjacent runs of the same owner joined."""
+    out: list[tuple[int, int, str]] = []
+    for start, end, owner in sorted(entries):
+        if out and out[-1][2] == owner and out[-1][1] + 1 == start:
+            out[-1] = (out[-1][0], end, owner)
+        else:
+            out.append((start, end, owner))
+    return out
+
+
+def _cluster_slots(client: redis.Redis) -> list[tuple[int, int, str]]:
+    """CLUSTER SLOTS as merged (start, end, primary node id)."""
+    entries = []
+    for entry in client.execute_command("CLUSTER", "SLOTS"):
+        primary = entry[2]
+        owner = _text(primary[2]) if len(primary) > 2 else f"{_text(primary[0])}:{primary[1]}"
+        entries.append((int(entry[0]), int(entry[1]), owner))
+    return _merge(entries)
+
+
+def _cluster_info(client: redis.Redis) -> dict[str, str]:
+    text = _text(client.execute_command("CLUSTER", "INFO"))
+    return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+
+
+# --------------------------------------------------------------------------- read_layout
+
+def _connect(url: str, **overrides: Any) -> redis.Redis:
+    try:
+        return redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=30,
+                                    retry=Retry(NoBackoff(), 0), **overrides)
+    except ValueError as exc:
+        raise EngineError(f"invalid node URL {_redact(url)!r}: {exc}") from None
+
+
+def _primaries_from_shards(reply: Any) -> list[tuple[str, list[Range], str, int]]:
+    """(node id, ranges, ip, port) of each shard's primary from CLUSTER SHARDS."""
+    out = []
+    for raw in reply:
+        shard = _as_dict(raw)
+        flat = [int(x) for x in shard.get("slots", [])]
+        ranges = [(flat[i], flat[i + 1]) for i in range(0, len(flat) - 1, 2)]
+        nodes = [_as_dict(n) for n in shard.get("nodes", [])]
+        if not ranges or not nodes:
+            continue
+        primary = next((n for n in nodes if _text(n.get("role", "")) in ("master", "primary")), nodes[0])
+        out.append((_text(primary["id"]), ranges, _text(primary.get("ip", "")), int(primary.get("port", 0) or 0)))
+    return out
+
+
+def _primaries_from_slots(reply: Any) -> list[tuple[str, list[Range], str, int]]:
+    """The same from CLUSTER SLOTS (Redis 6.x): ranges grouped by primary."""
+    by_id: dict[str, tuple[list[Range], str, int]] = {}
+    for entry in reply:
+        primary = entry[2]
+        ip, port = _text(primary[0]), int(primary[1])
+        node_id = _text(primary[2]) if len(primary) > 2 else f"{ip}-{port}"
+        by_id.setdefault(node_id, ([], ip, port))[0].append((int(entry[0]), int(entry[1])))
+    return [(node_id, ranges, ip, port) for node_id, (ranges, ip, port) in by_id.items()]
+
+
+def _migrations(client: redis.Redis) -> list[int]:
+    """Slots this node is migrating or importing (its own line of CLUSTER NODES)."""
+    text = _text(client.execute_command("CLUSTER", "NODES"))
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) > 2 and "myself" in fields[2].split(","):
+            return [int(m.group(1)) for f in fields[8:] if (m := _MARKER.match(f))]
+    return []
 
 
 def read_layout(url: str) -> SlotLayout:
-    """The slot layout of a live cluster (CLUSTER SHARDS, or CLUSTER SLOTS on Redis 6)."""
+    """The slot layout of the live cluster that the node at ``url`` belongs to.
+
+    Shards are named after their primary's node id (first 8 characters) and ordered by first
+    slot. Refuses (SnaptoolError) a cluster with unassigned or migrating slots: a snapshot split
+    by such a layout would not match where the keys live. EngineError when the node cannot be
+    reached or is not in cluster mode.
+    """
+    where = _redact(url)
     client = _connect(url)
     try:
         try:
-            info = _text(client.execute_command("CLUSTER", "INFO"))
+            try:
+                primaries = _primaries_from_shards(client.execute_command("CLUSTER", "SHARDS"))
+            except redis.ResponseError as exc:
+                if "disabled" in str(exc):
+                    raise
+                # Redis < 7.0: "Unknown subcommand ... 'SHARDS'"
+                primaries = _primaries_from_slots(client.execute_command("CLUSTER", "SLOTS"))
+            migrating = set(_migrations(client))
         except redis.ResponseError as exc:
-            raise EngineError(f"{url}: not a cluster node ({exc})") from None
-        except redis.RedisError as exc:
-            raise EngineError(f"{url}: cannot connect ({exc})") from None
-        if "cluster_slots_assigned:16384" not in info:
-            raise SnaptoolError(f"{url}: not every slot of the cluster is assigned")
-        nodes_text = _text(client.execute_command("CLUSTER", "NODES"))
+            if "cluster support disabled" in str(exc):
+                raise EngineError(f"{where} is not a cluster node (cluster support disabled)") from None
+            raise EngineError(f"{where} refused to report its cluster slots: {exc}") from None
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise EngineError(f"cannot reach cluster node {where}: {exc}") from None
     finally:
         client.close()
-    if "->-" in nodes_text or "-<-" in nodes_text:
-        raise SnaptoolError(f"{url}: slots are migrating; read the layout once the migration is done")
-    return SlotLayout.from_nodes_text(nodes_text)
 
+    host = urlsplit(url).hostname or "127.0.0.1"
+    for node_id, _, ip, port in primaries:  # migration markers only show on the nodes involved
+        if not port:
+            continue
+        other = _connect(url, host=ip or host, port=port)
+        try:
+            migrating.update(_migrations(other))
+        except (redis.RedisError, OSError) as exc:
+            log.warning("could not check %s:%s (%s) for migrating slots: %s", ip or host, port, node_id[:8], exc)
+        finally:
+            other.close()
+
+    owned = [r for _, ranges, _, _ in primaries for r in ranges]
+    covered = bytearray(SLOTS)
+    for start, end in owned:
+        covered[start:end + 1] = b"\1" * (end - start + 1)
+    problems = []
+    unassigned = compress(i for i in range(SLOTS) if not covered[i])
+    if unassigned:
+        problems.append(_phrase(unassigned, "assigned to no node"))
+    if migrating:
+        problems.append(_phrase(compress(migrating), "being migrated between nodes"))
+    if problems:
+        raise SnaptoolError(f"cluster at {where}: {'; '.join(problems)}; "
+                            "fix or finish the resharding before using its layout")
+    names = short_names([node_id for node_id, _, _, _ in primaries])
+    shards = [Shard(name, tuple(ranges)) for name, (_, ranges, _, _) in zip(names, primaries)]
+    return SlotLayout(tuple(sorted(shards, key=lambda s: s.ranges[0])))
+
+
+def _phrase(ranges: list[Range], what: str) -> str:
+    single = len(ranges) == 1 and ranges[0][0] == ranges[0][1]
+    return f"slot {ranges[0][0]} is {what}" if single else f"slots {format_ranges(ranges)} are {what}"
+
+
+# --------------------------------------------------------------------------- LocalCluster
 
 class LocalCluster:
-    """One engine node per shard, in cluster mode on free loopback ports, slots as the layout says."""
+    """One engine node per shard file, in cluster mode on free loopback ports, slots assigned as the layout says."""
 
     def __init__(self, engine: Engine, layout: SlotLayout, files: Sequence[str | os.PathLike | None], *,
                  config: dict[str, str] | None = None, timeout: float = 60.0) -> None:
-        if len(files) != len(layout.shards):
-            raise SnaptoolError(f"{len(files)} files for {len(layout.shards)} shards")
+        layout.validate()
+        self.files = list(files)
+        if len(self.files) != len(layout.shards):
+            raise SnaptoolError(f"{len(layout.shards)} shards need {len(layout.shards)} files (or None), "
+                                f"got {len(self.files)}")
         self.engine = engine
         self.layout = layout
-        self.files = list(files)
-        self.config = config or {}
+        self.config = dict(config or {})
         self.timeout = timeout
-        self.nodes: list[EngineServer] = []
+        self.node_ids: list[str] = []
+        self.nodes: list[EngineServer] = self._make_nodes()
 
-    def start(self) -> "LocalCluster":
-        try:
-            for file in self.files:
-                node = EngineServer(self.engine, cluster=True, assign_slots=False,
-                                    rdb=None if file is None else str(file), config=self.config)
-                self.nodes.append(node)
-                node.start()
-            for node, shard in zip(self.nodes, self.layout.shards):
-                self._assign(node, shard)
-            first = self.nodes[0]
-            for node in self.nodes[1:]:
-                node.client().execute_command("CLUSTER", "MEET", "127.0.0.1", first.port)
-            self._wait_ok()
-        except BaseException:
-            self.stop()
-            raise
-        return self
+    def _make_nodes(self) -> list[EngineServer]:
+        return [EngineServer(self.engine, config=self.config, cluster=True, assign_slots=False, rdb=f,
+                             start_timeout=self.timeout) for f in self.files]
 
-    def _assign(self, node: EngineServer, shard: Shard) -> None:
-        """ADDSLOTS what the node does not own yet; a node may claim slots of keys it loaded."""
-        client = node.client()
-        owned = _owned_slots(client)
-        wanted = {s for a, b in shard.ranges for s in range(a, b + 1)}
-        foreign = sorted(owned - wanted)
-        if foreign:
-            raise EngineError(f"{shard.name}: its file holds keys of slot {foreign[0]}, which the layout "
-                              f"gives another shard")
-        missing = sorted(wanted - owned)
-        for i in range(0, len(missing), _ADDSLOTS_BATCH):
-            client.execute_command("CLUSTER", "ADDSLOTS", *missing[i:i + _ADDSLOTS_BATCH])
-
-    def _wait_ok(self) -> None:
-        deadline = time.monotonic() + self.timeout
-        expected = [_merged(list(shard.ranges)) for shard in self.layout.shards]
-        while True:
-            states = [_text(n.client().execute_command("CLUSTER", "INFO")) for n in self.nodes]
-            if all("cluster_state:ok" in s and "cluster_known_nodes:%d" % len(self.nodes) in s for s in states):
-                views = [_slot_view(n.client(), self.nodes) for n in self.nodes]
-                if all(view == expected for view in views):
-                    return
-            if time.monotonic() > deadline:
-                tails = "; ".join(f"node {i}: {' | '.join(n.log_tail(3))}" for i, n in enumerate(self.nodes))
-                raise EngineError(f"the local cluster did not reach cluster_state:ok in {self.timeout:.0f} s ({tails})")
-            time.sleep(0.1)
-
-    def client(self) -> RedisCluster:
-        """A cluster-aware client (routing by slot, following MOVED/ASK)."""
-        first = self.nodes[0]
-        return RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", first.port)], socket_timeout=30)
+    def __repr__(self) -> str:
+        ports = ",".join(str(n.port) for n in self.nodes if n.running) or "stopped"
+        return f"<LocalCluster {self.engine.name} {len(self.nodes)} nodes {ports}>"
 
     @property
     def url(self) -> str:
+        """URL of the first node (any node redirects a cluster client to the others)."""
         return self.nodes[0].url
 
-    def stop(self) -> None:
-        for node in self.nodes:
-            node.stop()
-        self.nodes = []
+    def client(self) -> RedisCluster:
+        """A cluster-aware redis-py client, bootstrapped from the first node."""
+        first = self.nodes[0]
+        first._require_running()
+        return RedisCluster(host=first.host, port=first.port, socket_timeout=120)
 
-    def __enter__(self) -> "LocalCluster":
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> LocalCluster:
+        """Start every node, assign its slots, join them and wait for a healthy, agreed cluster."""
+        if self.nodes and all(n.running for n in self.nodes) and self.node_ids:
+            return self
+        if any(n.process is not None or n.port is not None for n in self.nodes):
+            self.stop()
+            self.nodes = self._make_nodes()  # files were consumed by the previous start
+        admins: list[redis.Redis] = []
+        try:
+            for shard, node, file in zip(self.layout.shards, self.nodes, self.files):
+                try:
+                    node.start()
+                except EngineStartError as exc:
+                    source = f"file {os.fspath(file)}" if file is not None else "no file"
+                    raise EngineStartError(f"node for shard {shard.name} ({source}): {exc}", log_tail=exc.log_tail,
+                                           log_path=exc.log_path, returncode=exc.returncode) from None
+            admins = [n.client(socket_timeout=30) for n in self.nodes]
+            self.node_ids = [_text(a.execute_command("CLUSTER", "MYID")) for a in admins]
+            self._assign(admins)
+            for index, admin in enumerate(admins):
+                # distinct epochs up front, as redis-cli does: no epoch-collision round at MEET time
+                try:
+                    admin.execute_command("CLUSTER", "SET-CONFIG-EPOCH", index + 1)
+                except redis.ResponseError:
+                    pass
+            first = self.nodes[0]
+            for admin in admins[1:]:
+                admin.execute_command("CLUSTER", "MEET", first.host, first.port)
+            self._wait_converged(admins)
+        except BaseException:
+            for admin in admins:
+                admin.close()
+            self.stop()
+            raise
+        for admin in admins:
+            admin.close()
+        return self
+
+    def _assign(self, admins: list[redis.Redis]) -> None:
+        """Add each node the slots the layout gives it, minus those it claimed for its keys at load."""
+        ranged = self.engine.flavour == "valkey" or tuple(self.engine.version) >= (7, 0)
+        for index, (shard, admin, node_id) in enumerate(zip(self.layout.shards, admins, self.node_ids)):
+            claimed = [(s, e) for s, e, owner in _cluster_slots(admin) if owner == node_id]
+            claimed_slots = {slot for s, e in claimed for slot in range(s, e + 1)}
+            foreign = sorted(slot for slot in claimed_slots if not shard.owns(slot))
+            if foreign:
+                owners = sorted({self.layout.shards[self.layout.shard_of(s)].name for s in foreign})
+                file = self.files[index]
+                ranges = compress(foreign)
+                what = (f"slot {ranges[0][0]}" if len(ranges) == 1 and ranges[0][0] == ranges[0][1]
+                        else f"slots {format_ranges(ranges)}")
+                raise EngineError(f"the file of shard {shard.name} ({os.fspath(file) if file else '?'}) holds keys "
+                                  f"in {what}, which the layout gives to {', '.join(owners)}: "
+                                  "keys were split into the wrong file")
+            missing = compress(slot for s, e in shard.ranges for slot in range(s, e + 1)
+                               if slot not in claimed_slots)
+            if ranged:
+                for i in range(0, len(missing), _RANGES_BATCH):
+                    args = [x for pair in missing[i:i + _RANGES_BATCH] for x in pair]
+                    admin.execute_command("CLUSTER", "ADDSLOTSRANGE", *args)
+            else:
+                slots = [slot for s, e in missing for slot in range(s, e + 1)]
+                for i in range(0, len(slots), _ADDSLOTS_BATCH):
+                    admin.execute_command("CLUSTER", "ADDSLOTS", *slots[i:i + _ADDSLOTS_BATCH])
+
+    def _wait_converged(self, admins: list[redis.Redis]) -> None:
+        """Until every node says cluster_state:ok and reports exactly the expected owner of every slot."""
+        expected = _merge([(s, e, node_id) for shard, node_id in zip(self.layout.shards, self.node_ids)
+                           for s, e in shard.ranges])
+        deadline = time.monotonic() + self.timeout
+        why = "not checked yet"
+        while True:
+            pending = None
+            for shard, admin in zip(self.layout.shards, admins):
+                try:
+                    info = _cluster_info(admin)
+                    if info.get("cluster_state") != "ok":
+                        pending = (f"node {shard.name} reports cluster_state:{info.get('cluster_state')}, "
+                                   f"{info.get('cluster_known_nodes')} of {len(admins)} nodes known")
+                    elif _cluster_slots(admin) != expected:
+                        pending = f"node {shard.name} does not see the expected slot owners yet"
+                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                    pending = f"node {shard.name} does not answer: {exc}"
+                if pending:
+                    break
+            if pending is None:
+                return
+            why = pending
+            if time.monotonic() > deadline:
+                tails = "; ".join(f"{shard.name} (port {node.port}): {' | '.join(node.log_tail(_TAIL_LINES)) or '-'}"
+                                  for shard, node in zip(self.layout.shards, self.nodes))
+                raise EngineError(f"the {len(admins)}-node {self.engine.name} cluster did not form within "
+                                  f"{self.timeout:g}s ({why}); last log lines: {tails}")
+            time.sleep(_POLL)
+
+    def stop(self) -> None:
+        """Stop every node and remove its directory. Idempotent."""
+        for node in reversed(self.nodes):
+            try:
+                node.stop()
+            except Exception:  # noqa: BLE001 - stop the others regardless
+                log.exception("stopping %r failed", node)
+        self.node_ids = []
+
+    def __enter__(self) -> LocalCluster:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
 
-def _owned_slots(client: redis.Redis) -> set[int]:
-    """Slots the node itself serves, from its CLUSTER NODES 'myself' line."""
-    for line in _text(client.execute_command("CLUSTER", "NODES")).splitlines():
-        fields = line.split()
-        if len(fields) > 2 and "myself" in fields[2]:
-            owned: set[int] = set()
-            for item in fields[8:]:
-                if item.startswith("["):
-                    continue
-                start, _, end = item.partition("-")
-                owned.update(range(int(start), int(end or start) + 1))
-            return owned
-    return set()
-
-
-def _slot_view(client: redis.Redis, nodes: list[EngineServer]) -> list[list[tuple[int, int]]]:
-    """Per node (in our order), the slot ranges this client's node believes it serves."""
-    by_port = {node.port: i for i, node in enumerate(nodes)}
-    view: list[list[tuple[int, int]]] = [[] for _ in nodes]
-    for start, end, primary, *_ in client.execute_command("CLUSTER", "SLOTS"):
-        index = by_port.get(int(primary[1]))
-        if index is None:
-            return []
-        view[index].append((int(start), int(end)))
-    return [_merged(ranges) for ranges in view]
-
-
-def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Sorted ranges with adjacent ones joined, so two descriptions of the same slots compare equal."""
-    out: list[tuple[int, int]] = []
-    for a, b in sorted(ranges):
-        if out and out[-1][1] + 1 == a:
-            out[-1] = (out[-1][0], b)
-        else:
-            out.append((a, b))
-    return out
-
-
-__all__ = ["LocalCluster", "SLOTS", "read_layout"]
+__all__ = ["LocalCluster", "read_layout"]

@@ -24,6 +24,7 @@ _SPILL_AT = 1 << 20  # hashes held per partition before they go to its file
 _LISTED = 10
 
 DbMap = Callable[[int, str], int]
+KeyFilter = Callable[[int, bytes], bool]
 
 
 def _same_db(db: int, path: str) -> int:
@@ -43,13 +44,16 @@ def _key_hash(db: int, key: bytes) -> int:
     return hash((db, key)) & 0xFFFFFFFFFFFFFFFF
 
 
-def _repeated_hashes(paths: Sequence[str], map_db: DbMap, verify_checksum: bool) -> set[int]:
+def _repeated_hashes(paths: Sequence[str], map_db: DbMap, verify_checksum: bool, only: KeyFilter | None) -> set[int]:
     with tempfile.TemporaryDirectory(prefix="snaptool-keys-") as tmp:
         held = [array("Q") for _ in range(_PARTITIONS)]
         files = [open(os.path.join(tmp, f"{i}.bin"), "w+b") for i in range(_PARTITIONS)]
         try:
             for path, record in records(paths, verify_checksum):
-                h = _key_hash(map_db(record.db, path), record.key)
+                db = map_db(record.db, path)
+                if only is not None and not only(db, record.key):
+                    continue
+                h = _key_hash(db, record.key)
                 part = held[h >> 58]
                 part.append(h)
                 if len(part) >= _SPILL_AT:
@@ -70,10 +74,11 @@ def _repeated_hashes(paths: Sequence[str], map_db: DbMap, verify_checksum: bool)
                 f.close()
 
 
-def find_duplicates(paths: Sequence[str], *, map_db: DbMap = _same_db,
-                    verify_checksum: bool = True) -> Counter:
-    """(output db, key) → occurrences, for every key found more than once."""
-    repeated = _repeated_hashes(paths, map_db, verify_checksum)
+def find_duplicates(paths: Sequence[str], *, map_db: DbMap = _same_db, verify_checksum: bool = True,
+                    only: KeyFilter | None = None) -> Counter:
+    """(output db, key) → occurrences, for every key found more than once (among the keys
+    ``only(db, key)`` accepts, when given)."""
+    repeated = _repeated_hashes(paths, map_db, verify_checksum, only)
     if not repeated:
         return Counter()
     seen: Counter = Counter()

@@ -2,23 +2,33 @@
 
 Memory stays flat: counters per db and type byte, and a 20-entry heap of the biggest keys. Runs of
 simple records are counted by the fast scanner without building a Record for each.
+
+With ``shards`` (``--slots``, ``--html``) every record goes through the general reader instead, one
+Record each (a few µs per key), because the per-slot counters need each key: that adds two lists of
+16384 ints (keys and bytes per cluster slot) and a 64-bucket histogram of record sizes.
 """
 
 from __future__ import annotations
 
 import heapq
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
 
+from ..rdb.checksum import key_slot
 from ..rdb.constants import encoding_name, kind_of
 from ..rdb.fastscan import SCANNABLE, Run, ScanStats, type_mask
 from ..rdb.items import Aux, End, Function, ModuleAux, Record, SlotInfo
 from ..rdb.reader import RdbReader
+from ..rdb.slots import SLOTS, SlotLayout
 from ..rdb.source import Source
 from ..rdb.values import module_name_of
 
 TOP_KEYS = 20
+#: How many of the fullest slots the slot report lists.
+TOP_SLOTS = 10
+#: Record-size histogram buckets: bucket i counts records of size 2**(i-1) … 2**i - 1 bytes.
+SIZE_BUCKETS = 64
 
 
 @dataclass
@@ -48,11 +58,71 @@ class InspectReport:
     lru_keys: int = 0
     lfu_keys: int = 0
     biggest: list[dict] = field(default_factory=list)
+    #: per-slot counters and the even split they were measured against (only with ``shards``)
+    slots: SlotSpread | None = None
+    #: record sizes in power-of-two buckets, see SIZE_BUCKETS (only with ``shards``)
+    size_buckets: list[int] | None = None
+
+    @property
+    def writer(self) -> str:
+        """"valkey 8.1.8" from the version AUX field, for people's output."""
+        return next((f"{name.split('-')[0]} {self.aux[name]}" for name in ("valkey-ver", "redis-ver")
+                     if name in self.aux), "an unnamed writer")
 
     def to_json(self) -> dict:
-        data = asdict(self)
+        data = asdict(replace(self, slots=None))  # the slot lists have their own, shorter form
         data["databases"] = {str(db): asdict(s) for db, s in sorted(self.databases.items())}
+        if self.slots is None:
+            del data["slots"], data["size_buckets"]
+        else:
+            data["slots"] = self.slots.to_json()
         return data
+
+
+@dataclass
+class SlotSpread:
+    """Keys and serialized bytes per cluster slot, and how an even split of them would balance.
+
+    Two flat lists of 16384 ints whatever the file size. Keys of every database count: a split
+    sends them all to the shard owning their slot.
+    """
+
+    layout: SlotLayout
+    keys: list[int] = field(default_factory=lambda: [0] * SLOTS)
+    bytes: list[int] = field(default_factory=lambda: [0] * SLOTS)
+
+    def shard_rows(self) -> list[dict]:
+        """Per shard of the layout: its ranges, keys, bytes and their share of the totals in %."""
+        total_keys, total_bytes = sum(self.keys), sum(self.bytes)
+        rows = []
+        for shard in self.layout.shards:
+            keys = sum(sum(self.keys[s:e + 1]) for s, e in shard.ranges)
+            size = sum(sum(self.bytes[s:e + 1]) for s, e in shard.ranges)
+            rows.append({"name": shard.name, "slots": [[s, e] for s, e in shard.ranges],
+                         "keys": keys, "bytes": size,
+                         "keys_pct": round(100 * keys / total_keys, 2) if total_keys else 0.0,
+                         "bytes_pct": round(100 * size / total_bytes, 2) if total_bytes else 0.0})
+        return rows
+
+    def busiest(self, top: int = TOP_SLOTS) -> list[dict]:
+        """The slots holding most keys (then most bytes): where a hot hash tag shows up."""
+        used = (slot for slot in range(SLOTS) if self.keys[slot])
+        best = heapq.nlargest(top, used, key=lambda slot: (self.keys[slot], self.bytes[slot]))
+        return [{"slot": slot, "keys": self.keys[slot], "bytes": self.bytes[slot]} for slot in best]
+
+    def to_json(self) -> dict:
+        rows = self.shard_rows()
+        return {"shards": len(rows), "keys": sum(self.keys), "bytes": sum(self.bytes),
+                "slots_used": SLOTS - self.keys.count(0),
+                "imbalance": {"keys": imbalance([r["keys"] for r in rows]),
+                              "bytes": imbalance([r["bytes"] for r in rows])},
+                "by_shard": rows, "busiest": self.busiest()}
+
+
+def imbalance(values: list[int]) -> float:
+    """max/mean: 1.0 is a perfectly even split, 2.0 means the fullest shard holds twice its share."""
+    total = sum(values)
+    return round(max(values) * len(values) / total, 3) if total else 1.0
 
 
 def _text(data: bytes) -> str:
@@ -60,14 +130,22 @@ def _text(data: bytes) -> str:
 
 
 def inspect_file(path: str | os.PathLike, *, verify_checksum: bool = True,
-                 progress: Callable[[int, int], None] | None = None) -> InspectReport:
-    """Summarise an RDB file; ``progress(offset, keys)`` lets callers draw progress."""
+                 progress: Callable[[int, int], None] | None = None,
+                 shards: int | None = None) -> InspectReport:
+    """Summarise an RDB file; ``progress(offset, keys)`` lets callers draw progress.
+
+    ``shards`` also counts keys and bytes per slot against ``SlotLayout.even(shards)`` and the
+    record-size histogram (slower: one Record per key, see the module docstring).
+    """
+    spread = None if shards is None else SlotSpread(SlotLayout.even(shards))
     with RdbReader.open(path, verify_checksum=verify_checksum) as reader:
         header = reader.read_header()
         report = InspectReport(str(path), _text(header.magic), header.version, header.flavour)
         stats = ScanStats(big_threshold=0)  # report every record until the heap is full
         biggest = _Biggest(stats)
-        for item in reader.items(fast=type_mask(SCANNABLE), stats=stats):
+        if spread is not None:
+            slot_keys, slot_bytes, sizes = spread.keys, spread.bytes, [0] * SIZE_BUCKETS
+        for item in reader.items(fast=type_mask(SCANNABLE) if spread is None else None, stats=stats):
             kind = type(item)
             if kind is Run:
                 db = _db(report, item.db)
@@ -98,6 +176,11 @@ def inspect_file(path: str | os.PathLike, *, verify_checksum: bool = True,
                     name = module_name_of(rec)
                     report.modules[name] = report.modules.get(name, 0) + 1
                 biggest.add(rec.size, rec.key, rec.db, rec.kind)
+                if spread is not None:
+                    slot, size = key_slot(rec.key), rec.size
+                    slot_keys[slot] += 1
+                    slot_bytes[slot] += size
+                    sizes[min(size.bit_length(), SIZE_BUCKETS - 1)] += 1
                 if progress is not None:
                     progress(rec.offset + rec.size, report.keys)
                 rec.release()
@@ -115,6 +198,8 @@ def inspect_file(path: str | os.PathLike, *, verify_checksum: bool = True,
     _type_tables(report, stats, header.flavour)
     report.lru_keys, report.lfu_keys = stats.idle, stats.freq
     report.biggest = biggest.rows()
+    if spread is not None:
+        report.slots, report.size_buckets = spread, sizes
     return report
 
 

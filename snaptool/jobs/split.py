@@ -102,6 +102,97 @@ class _DbRule:
         return out
 
 
+class _Pass:
+    """One pass over every input, routing records into one assembler per shard."""
+
+    def __init__(self, paths: list[str], headers: list[Header], layout: SlotLayout, target: Target,
+                 db_rule: _DbRule, verify_checksum: bool) -> None:
+        self.paths, self.headers, self.layout, self.target = paths, headers, layout, target
+        self.db_rule, self.verify_checksum = db_rule, verify_checksum
+        self.assemblers = [RdbAssembler(target) for _ in layout.shards]
+        self.rewriter = Rewriter(target)
+        self.libraries = Libraries()
+        self.module_aux: dict[bytes, int] = {}
+        self.aux: list[Aux] = []
+        self.keys_in = 0
+        #: (input index, source db) → 16384-byte map of the slots its keys fall in
+        self.seen: dict[tuple[int, int], bytearray] = {}
+
+    def run(self, keeper: Keeper | None, progress: Progress | None) -> None:
+        owner = self.layout.owner_table()
+        mask = passthrough_mask(self.target) if keeper is None else None
+        done_bytes = 0
+        for index, path in enumerate(self.paths):
+            route = Route.for_shards(owner, len(self.assemblers)) if mask is not None else None
+            with RdbReader(open_input(path), path=path, verify_checksum=self.verify_checksum) as reader:
+                for item in reader.items(fast=mask, route=route):
+                    kind = type(item)
+                    if kind is Run:
+                        self._run(item, route, index, path)
+                        if progress is not None:
+                            progress(done_bytes + item.offset + item.length, self.keys_in)
+                    elif kind is Record:
+                        self._record(item, keeper, index, path)
+                        if progress is not None:
+                            progress(done_bytes + item.offset + item.size, self.keys_in)
+                    elif kind is Aux and index == 0:
+                        self.aux.append(item)
+                    elif kind is Function:
+                        self.libraries.add(item.code, path)
+                    elif kind is ModuleAux:
+                        self.module_aux.setdefault(item.raw, item.when)
+                    elif kind is SlotImport:
+                        self.rewriter.losses.add("Valkey slot-import states")
+                    elif kind is End:
+                        done_bytes += reader.source.offset
+            if route is not None:
+                for db, seen in route.seen.items():
+                    self._seen(index, db)[:] = bytes(a | b for a, b in zip(self._seen(index, db), seen))
+
+    def _seen(self, index: int, db: int) -> bytearray:
+        return self.seen.setdefault((index, db), bytearray(16384))
+
+    def _run(self, item: Run, route: Route, index: int, path: str) -> None:
+        db = self.db_rule(item.db, path)
+        for i, assembler in enumerate(self.assemblers):
+            if route.keys[i]:
+                assembler.add_raw(db, route.outs[i], route.keys[i], route.expires[i])
+                route.outs[i].clear()
+                route.keys[i] = route.expires[i] = 0
+        self.keys_in += item.keys
+        self.rewriter.passthrough += item.keys
+
+    def _record(self, record: Record, keeper: Keeper | None, index: int, path: str) -> None:
+        self.keys_in += 1
+        db = self.db_rule(record.db, path)
+        slot = key_slot(record.key)
+        self._seen(index, record.db)[slot] = 1
+        if keeper is not None and not keeper.keep(db, record.key):
+            record.release()
+            return
+        assembler = self.assemblers[self.layout.shard_of(slot)]
+        if self.rewriter.write(record, assembler.writer(db)):
+            assembler.counted(db, 1, int(record.expire_ms is not None))
+        record.release()
+
+    def shared_slots(self) -> set[tuple[int, int]]:
+        """(output db, slot) pairs that keys of two different sources fall in: the only places
+        where a key can occur twice (one file holds a key once per database)."""
+        by_db: dict[int, list[bytearray]] = {}
+        for (index, db), seen in self.seen.items():
+            by_db.setdefault(self.db_rule(db, self.paths[index]), []).append(seen)
+        shared = set()
+        for db, maps in by_db.items():
+            if len(maps) > 1:
+                counts = [sum(m[slot] for m in maps) for slot in range(16384)]
+                shared.update((db, slot) for slot, n in enumerate(counts) if n > 1)
+        return shared
+
+    def close(self) -> None:
+        for assembler in self.assemblers:
+            assembler.close()
+
+
 def split(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, layout: SlotLayout, *,
           target: Target | None = None, db_map: dict[int, int] | None = None, on_duplicate: str = "error",
           allow_lossy: bool = False, verify_checksum: bool = True,
@@ -109,90 +200,54 @@ def split(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, layou
     """Write ``out_dir/<shard>.rdb`` for every shard of ``layout`` and ``out_dir/layout.json``.
 
     Several inputs, or databases mapped onto one, may hold the same key: such keys follow
-    ``on_duplicate`` as in a merge (:mod:`snaptool.jobs.dedupe`).
+    ``on_duplicate`` as in a merge (:mod:`snaptool.jobs.dedupe`). Keys can only meet in a slot
+    that two sources share, so inputs with disjoint slots (a cluster's shards) cost no extra pass.
     """
     if not inputs:
         raise SnaptoolError("no input files")
     paths = [str(p) for p in inputs]
-    readers = [RdbReader(open_input(p), path=p, verify_checksum=verify_checksum) for p in paths]
-    with contextlib.ExitStack() as stack:
-        for reader in readers:
-            stack.callback(reader.close)
-        headers = [reader.read_header() for reader in readers]
-        target = choose_target(headers, target)
-        report = SplitReport(paths, target.name, target.rdb_version)
-        shards = layout.shards
-        owner = layout.owner_table()
-        assemblers = [RdbAssembler(target) for _ in shards]
-        for assembler in assemblers:
-            stack.callback(assembler.close)
-        rewriter = Rewriter(target)
-        libraries = Libraries()
-        module_aux: dict[bytes, int] = {}
-        db_rule = _DbRule(target, db_map or {})
-        # keys can only meet when several inputs or several databases flow into one output db
-        merging = len(paths) > 1 or any(src != dst for src, dst in db_rule.map.items())
-        duplicates = find_duplicates(paths, map_db=db_rule, verify_checksum=verify_checksum) if merging else Counter()
-        keeper = Keeper(duplicates, on_duplicate)
-        mask = passthrough_mask(target) if not duplicates else None
-        aux: list[Aux] = []
-        done_bytes = 0
-        for index, (reader, header) in enumerate(zip(readers, headers)):
-            route = Route.for_shards(owner, len(shards)) if mask is not None else None
-            for item in reader.items(fast=mask, route=route):
-                kind = type(item)
-                if kind is Run:
-                    db = db_rule(item.db, reader.path)
-                    for i, assembler in enumerate(assemblers):
-                        if route.keys[i]:
-                            assembler.add_raw(db, route.outs[i], route.keys[i], route.expires[i])
-                            route.outs[i].clear()
-                            route.keys[i] = route.expires[i] = 0
-                    report.keys_in += item.keys
-                    rewriter.passthrough += item.keys
-                    if progress is not None:
-                        progress(done_bytes + item.offset + item.length, report.keys_in)
-                elif kind is Record:
-                    record: Record = item
-                    report.keys_in += 1
-                    db = db_rule(record.db, reader.path)
-                    if not keeper.keep(db, record.key):
-                        record.release()
-                        continue
-                    assembler = assemblers[owner[key_slot(record.key)]]
-                    if rewriter.write(record, assembler.writer(db)):
-                        assembler.counted(db, 1, int(record.expire_ms is not None))
-                    record.release()
-                    if progress is not None:
-                        progress(done_bytes + record.offset + record.size, report.keys_in)
-                elif kind is Aux and index == 0:
-                    aux.append(item)
-                elif kind is Function:
-                    libraries.add(item.code, reader.path)
-                elif kind is ModuleAux:
-                    module_aux.setdefault(item.raw, item.when)
-                elif kind is SlotImport:
-                    rewriter.losses.add("Valkey slot-import states")
-                elif kind is End:
-                    done_bytes += reader.source.offset
+    headers = []
+    for path in paths:
+        with RdbReader(open_input(path), path=path) as reader:
+            headers.append(reader.read_header())
+    target = choose_target(headers, target)
+    report = SplitReport(paths, target.name, target.rdb_version)
+    db_rule = _DbRule(target, db_map or {})
+    keeper = Keeper(Counter(), on_duplicate)
+    current = _Pass(paths, headers, layout, target, db_rule, verify_checksum)
+    try:
+        current.run(None, progress)
+        shared = current.shared_slots()
+        if shared:
+            duplicates = find_duplicates(paths, map_db=db_rule, verify_checksum=verify_checksum,
+                                         only=lambda db, key: (db, key_slot(key)) in shared)
+            keeper = Keeper(duplicates, on_duplicate)
+            if duplicates:  # route again, keeping one copy of each duplicate
+                current.close()
+                current = _Pass(paths, headers, layout, target, db_rule, verify_checksum)
+                current.run(keeper, progress)
+        rewriter, libraries = current.rewriter, current.libraries
         if libraries.codes and target.rdb_version < 10:
             rewriter.losses.counts["functions"] += len(libraries.codes)
-        if module_aux and target.rdb_version < 9:
-            rewriter.losses.counts["module aux data"] += len(module_aux)
+        if current.module_aux and target.rdb_version < 9:
+            rewriter.losses.counts["module aux data"] += len(current.module_aux)
         rewriter.losses.check(target, allow_lossy)
-        file_aux = header_aux(aux, headers[0], target)
-        for assembler in assemblers:
+        file_aux = header_aux(current.aux, headers[0], target)
+        for assembler in current.assemblers:
             assembler.aux = file_aux
             if target.rdb_version >= 10:
                 assembler.functions = list(libraries.codes)
             if target.rdb_version >= 9:
-                assembler.module_aux = [(when, raw) for raw, when in module_aux.items()]
-        written = _write_all(Path(out_dir), [s.name for s in shards], assemblers)
+                assembler.module_aux = [(when, raw) for raw, when in current.module_aux.items()]
+        written = _write_all(Path(out_dir), [s.name for s in layout.shards], current.assemblers)
+    finally:
+        current.close()
+    report.keys_in = current.keys_in
     report.passthrough, report.reencoded = rewriter.passthrough, rewriter.reencoded
     report.empty_skipped, report.functions = rewriter.empty_skipped, len(libraries.codes)
     report.dropped = dict(rewriter.losses.counts)
-    report.duplicates, report.duplicates_dropped = len(duplicates), keeper.dropped
-    for shard, result in zip(shards, written):
+    report.duplicates, report.duplicates_dropped = len(keeper.duplicates), keeper.dropped
+    for shard, result in zip(layout.shards, written):
         report.shards.append(ShardFile(
             shard.name, f"{shard.name}.rdb", [list(r) for r in shard.ranges],
             {str(db): c.keys for db, c in result.databases.items()},

@@ -218,12 +218,13 @@ static int add_counts(PyObject *list, const long long *counts)
 static PyObject *scan_run(PyObject *self, PyObject *args)
 {
     Py_buffer view, maskv, ownerv = {0};
+    PyObject *seen = NULL;
     Py_ssize_t pos, shards = 0;
     PyObject *type_keys, *type_bytes, *outs = NULL, *shard_keys = NULL, *shard_expires = NULL;
     long long threshold;
-    if (!PyArg_ParseTuple(args, "y*ny*O!O!L|y*O!O!O!", &view, &pos, &maskv, &PyList_Type, &type_keys,
+    if (!PyArg_ParseTuple(args, "y*ny*O!O!L|y*O!O!O!O!", &view, &pos, &maskv, &PyList_Type, &type_keys,
                           &PyList_Type, &type_bytes, &threshold, &ownerv, &PyList_Type, &outs, &PyList_Type,
-                          &shard_keys, &PyList_Type, &shard_expires))
+                          &shard_keys, &PyList_Type, &shard_expires, &PyByteArray_Type, &seen))
         return NULL;
     PyObject *result = NULL, *big = NULL;
     long long *sk = NULL, *se = NULL;
@@ -236,7 +237,7 @@ static PyObject *scan_run(PyObject *self, PyObject *args)
     if (outs != NULL) {
         shards = PyList_GET_SIZE(outs);
         if (ownerv.len != 16384 || shards < 1 || shards > 256 || PyList_GET_SIZE(shard_keys) != shards ||
-            PyList_GET_SIZE(shard_expires) != shards) {
+            PyList_GET_SIZE(shard_expires) != shards || seen == NULL || PyByteArray_GET_SIZE(seen) != 16384) {
             PyErr_SetString(PyExc_ValueError, "scan_run: bad route");
             goto done;
         }
@@ -311,7 +312,9 @@ static PyObject *scan_run(PyObject *self, PyObject *args)
             Py_ssize_t kstart, klen;
             if (raw_key(buf, n, start + 1, &kstart, &klen) < 0)
                 break;
-            int shard = owner[key_slot(buf + kstart, klen)];
+            int slot = key_slot(buf + kstart, klen);
+            int shard = owner[slot];
+            PyByteArray_AS_STRING(seen)[slot] = 1;
             PyObject *out = PyList_GET_ITEM(outs, shard);
             Py_ssize_t have = PyByteArray_GET_SIZE(out);
             if (PyByteArray_Resize(out, have + (p - end)) < 0)
@@ -356,7 +359,7 @@ done:
 
 static PyMethodDef methods[] = {
     {"scan_run", scan_run, METH_VARARGS,
-     "scan_run(buf, pos, mask, type_keys, type_bytes, threshold[, owner, outs, shard_keys, shard_expires])"
+     "scan_run(buf, pos, mask, type_keys, type_bytes, threshold[, owner, outs, shard_keys, shard_expires, seen])"
      " -> (end, keys, expires, idle, freq, big)"},
     {NULL, NULL, 0, NULL},
 };

@@ -181,30 +181,40 @@ class Route:
     outs: list[bytearray]
     keys: list[int]
     expires: list[int]
+    #: per source database, a 16384-byte map of the slots its keys fall in (to tell whether
+    #: several inputs could hold the same key: only if they share a slot)
+    seen: dict[int, bytearray] = field(default_factory=dict)
 
     @classmethod
     def for_shards(cls, owner: bytes, shards: int) -> "Route":
         return cls(owner, [bytearray() for _ in range(shards)], [0] * shards, [0] * shards)
 
+    def seen_for(self, db: int) -> bytearray:
+        seen = self.seen.get(db)
+        if seen is None:
+            seen = self.seen[db] = bytearray(16384)
+        return seen
+
 
 def scan_run(buf: bytes, pos: int, mask: bytes, stats: ScanStats,
-             route: Route | None = None) -> tuple[int, int, int, list]:
+             route: Route | None = None, db: int = 0) -> tuple[int, int, int, list]:
     """Walk simple records from ``pos``; returns (end, keys, expires, big) for the complete ones.
 
     ``end == pos`` means the record at ``pos`` is not one for this loop. With ``route`` each
     record's bytes (prefix opcodes included) are appended to the output of the shard owning its
-    key's slot; records whose key is int-encoded or compressed stop the loop instead.
+    key's slot, and the slot is marked in ``route.seen_for(db)``; records whose key is
+    int-encoded or compressed stop the loop instead.
     Uses the C loop when it was built (``_fastscan.c``, the same rules), the Python one otherwise.
     """
     if _c_scan_run is None:
-        return scan_run_python(buf, pos, mask, stats, route)
+        return scan_run_python(buf, pos, mask, stats, route, db)
     if route is None:
         end, keys, expires, idle, freq, big = _c_scan_run(buf, pos, mask, stats.type_keys, stats.type_bytes,
                                                           stats.big_threshold)
     else:
         end, keys, expires, idle, freq, big = _c_scan_run(buf, pos, mask, stats.type_keys, stats.type_bytes,
                                                           stats.big_threshold, route.owner, route.outs,
-                                                          route.keys, route.expires)
+                                                          route.keys, route.expires, route.seen_for(db))
     stats.idle += idle
     stats.freq += freq
     return end, keys, expires, big
@@ -225,9 +235,10 @@ def _raw_key(buf: bytes, pos: int) -> bytes | None:
 
 
 def scan_run_python(buf: bytes, pos: int, mask: bytes, stats: ScanStats,
-                    route: Route | None = None) -> tuple[int, int, int, list]:
+                    route: Route | None = None, db: int = 0) -> tuple[int, int, int, list]:
     """The loop in Python (used when the C extension is absent; the tests compare the two)."""
     limit = len(buf)
+    seen = route.seen_for(db) if route is not None else None
     keys = expires = 0
     big: list[tuple[int, int]] = []
     type_keys, type_bytes = stats.type_keys, stats.type_bytes
@@ -281,7 +292,9 @@ def scan_run_python(buf: bytes, pos: int, mask: bytes, stats: ScanStats,
                 key = _raw_key(buf, start + 1)
                 if key is None:
                     break
-                shard = route.owner[key_slot(key)]
+                slot = key_slot(key)
+                seen[slot] = 1
+                shard = route.owner[slot]
                 route.outs[shard] += buf[end:p]
                 route.keys[shard] += 1
                 route.expires[shard] += expire

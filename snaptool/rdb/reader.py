@@ -135,7 +135,7 @@ class RdbReader:
                 if len(src._buf) - src._pos < CHUNK // 2:
                     src._fill(CHUNK)
                 pos = src._pos
-                end, keys, expires, big = scan_run(src._buf, pos, fast, stats, route)
+                end, keys, expires, big = scan_run(src._buf, pos, fast, stats, route, db)
                 if end > pos:
                     src._pos = end
                     raw = b"" if route is not None else src._buf[pos:end]

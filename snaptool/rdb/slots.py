@@ -261,8 +261,10 @@ class SlotLayout:
         bad = [n for n in names if not n or n in (".", "..") or n != n.strip()
                or any(c in n for c in _BAD_NAME_CHARS) or not n.isprintable()]
         if bad:
+            what = "file names" if len(bad) > 1 else "a file name"
             problems.append(f"shard name{'s' if len(bad) > 1 else ''} {', '.join(map(repr, bad[:_LIST_LIMIT]))} "
-                            "cannot be used as {'file names' if len(bad) > 1 else 'a file name'} (empty, or with '/', ',', '\\' or control characters)")
+                            f"cannot be used as {what} (empty, '.', '..', surrounding spaces, "
+                            "'/', ',', '\\' or control characters)")
         dupes = [n for n, c in Counter(names).items() if c > 1]
         if dupes:
             problems.append(f"shard name{'s' if len(dupes) > 1 else ''} {', '.join(map(repr, dupes[:_LIST_LIMIT]))} "

@@ -111,8 +111,8 @@ OWNER3 = bytes(slot * 3 // 16384 for slot in range(16384))
 def _routed(impl, buf: bytes, pos: int) -> tuple:
     stats = fastscan.ScanStats()
     route = fastscan.Route.for_shards(OWNER3, 3)
-    result = impl(buf, pos, MASK, stats, route)
-    return result, stats.type_keys, route.outs, route.keys, route.expires
+    result = impl(buf, pos, MASK, stats, route, 3)
+    return result, stats.type_keys, route.outs, route.keys, route.expires, route.seen
 
 
 @needs_c
@@ -130,10 +130,11 @@ def test_routed_records_land_in_the_shard_of_their_slot() -> None:
     routed = 0
     for item in reader.items(fast=MASK):
         if type(item) is Run:
-            _, stats, outs, keys, _ = _routed(fastscan.scan_run, item.raw, 0)
+            _, stats, outs, keys, _, seen = _routed(fastscan.scan_run, item.raw, 0)
             assert sum(keys) == item.keys
             for shard, out in enumerate(outs):
                 for record in RdbReader(io.BytesIO(data[:9] + bytes(out) + b"\xff" + bytes(8))).records():
                     assert OWNER3[key_slot(record.key)] == shard
+                    assert seen[3][key_slot(record.key)] == 1
                     routed += 1
     assert routed > 100
