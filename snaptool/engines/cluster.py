@@ -23,12 +23,13 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
+from redis.connection import parse_url
 from redis.retry import Retry
 
 from ..errors import EngineError, SnaptoolError
 from ..rdb.slots import SLOTS, Shard, SlotLayout, compress, format_ranges, short_names
 from .discovery import Engine
-from .server import EngineServer, EngineStartError
+from .server import DEFAULT_START_TIMEOUT, EngineServer, EngineStartError
 
 log = logging.getLogger(__name__)
 
@@ -97,11 +98,14 @@ def _cluster_info(client: redis.Redis) -> dict[str, str]:
 # --------------------------------------------------------------------------- read_layout
 
 def _connect(url: str, **overrides: Any) -> redis.Redis:
+    """A fail-fast client for ``url``; ``overrides`` (e.g. another host/port, same credentials and
+    TLS) win over the URL, which redis-py's from_url would not allow."""
     try:
-        return redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=30,
-                                    retry=Retry(NoBackoff(), 0), **overrides)
+        options = parse_url(url)
     except ValueError as exc:
         raise EngineError(f"invalid node URL {_redact(url)!r}: {exc}") from None
+    options.update(socket_connect_timeout=5, socket_timeout=30, retry=Retry(NoBackoff(), 0), **overrides)
+    return redis.Redis(connection_pool=redis.ConnectionPool(**options))
 
 
 def _primaries_from_shards(reply: Any) -> list[tuple[str, list[Range], str, int]]:
@@ -169,9 +173,10 @@ def read_layout(url: str) -> SlotLayout:
     finally:
         client.close()
 
-    host = urlsplit(url).hostname or "127.0.0.1"
+    parts = urlsplit(url)
+    host = parts.hostname or "127.0.0.1"
     for node_id, _, ip, port in primaries:  # migration markers only show on the nodes involved
-        if not port:
+        if not port or parts.scheme == "unix":
             continue
         other = _connect(url, host=ip or host, port=port)
         try:
@@ -224,8 +229,10 @@ class LocalCluster:
         self.nodes: list[EngineServer] = self._make_nodes()
 
     def _make_nodes(self) -> list[EngineServer]:
+        # loading a big shard file may take longer than forming the cluster: never less than the default
+        start_timeout = max(self.timeout, DEFAULT_START_TIMEOUT)
         return [EngineServer(self.engine, config=self.config, cluster=True, assign_slots=False, rdb=f,
-                             start_timeout=self.timeout) for f in self.files]
+                             start_timeout=start_timeout) for f in self.files]
 
     def __repr__(self) -> str:
         ports = ",".join(str(n.port) for n in self.nodes if n.running) or "stopped"
@@ -237,19 +244,22 @@ class LocalCluster:
         return self.nodes[0].url
 
     def client(self) -> RedisCluster:
-        """A cluster-aware redis-py client, bootstrapped from the first node."""
+        """A cluster-aware redis-py client (routes by slot, follows MOVED), bootstrapped from the first node."""
         first = self.nodes[0]
-        first._require_running()
+        if not first.running:
+            raise EngineError("the local cluster is not running")
         return RedisCluster(host=first.host, port=first.port, socket_timeout=120)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> LocalCluster:
-        """Start every node, assign its slots, join them and wait for a healthy, agreed cluster."""
-        if self.nodes and all(n.running for n in self.nodes) and self.node_ids:
+        """Start every node, assign its slots, join them and wait for a healthy, agreed cluster.
+
+        On any failure every node started so far is stopped before the error propagates.
+        """
+        if self.node_ids and all(n.running for n in self.nodes):
             return self
-        if any(n.process is not None or n.port is not None for n in self.nodes):
-            self.stop()
-            self.nodes = self._make_nodes()  # files were consumed by the previous start
+        self.stop()
+        self.nodes = self._make_nodes()  # fresh servers: a previous start consumed the files
         admins: list[redis.Redis] = []
         try:
             for shard, node, file in zip(self.layout.shards, self.nodes, self.files):
@@ -260,31 +270,34 @@ class LocalCluster:
                     raise EngineStartError(f"node for shard {shard.name} ({source}): {exc}", log_tail=exc.log_tail,
                                            log_path=exc.log_path, returncode=exc.returncode) from None
             admins = [n.client(socket_timeout=30) for n in self.nodes]
-            self.node_ids = [_text(a.execute_command("CLUSTER", "MYID")) for a in admins]
-            self._assign(admins)
-            for index, admin in enumerate(admins):
-                # distinct epochs up front, as redis-cli does: no epoch-collision round at MEET time
-                try:
-                    admin.execute_command("CLUSTER", "SET-CONFIG-EPOCH", index + 1)
-                except redis.ResponseError:
-                    pass
-            first = self.nodes[0]
-            for admin in admins[1:]:
-                admin.execute_command("CLUSTER", "MEET", first.host, first.port)
-            self._wait_converged(admins)
+            try:
+                node_ids = [_text(a.execute_command("CLUSTER", "MYID")) for a in admins]
+                self._assign(admins, node_ids)
+                for index, admin in enumerate(admins):
+                    # distinct epochs up front, as redis-cli does: no epoch-collision round after MEET
+                    try:
+                        admin.execute_command("CLUSTER", "SET-CONFIG-EPOCH", index + 1)
+                    except redis.ResponseError:
+                        pass
+                first = self.nodes[0]
+                for admin in admins[1:]:
+                    admin.execute_command("CLUSTER", "MEET", first.host, first.port)
+                self._wait_converged(admins, node_ids)
+            except redis.RedisError as exc:
+                raise EngineError(f"setting up the local {self.engine.name} cluster failed: {exc}") from None
+            self.node_ids = node_ids
         except BaseException:
-            for admin in admins:
-                admin.close()
             self.stop()
             raise
-        for admin in admins:
-            admin.close()
+        finally:
+            for admin in admins:
+                admin.close()
         return self
 
-    def _assign(self, admins: list[redis.Redis]) -> None:
+    def _assign(self, admins: list[redis.Redis], node_ids: list[str]) -> None:
         """Add each node the slots the layout gives it, minus those it claimed for its keys at load."""
         ranged = self.engine.flavour == "valkey" or tuple(self.engine.version) >= (7, 0)
-        for index, (shard, admin, node_id) in enumerate(zip(self.layout.shards, admins, self.node_ids)):
+        for index, (shard, admin, node_id) in enumerate(zip(self.layout.shards, admins, node_ids)):
             claimed = [(s, e) for s, e, owner in _cluster_slots(admin) if owner == node_id]
             claimed_slots = {slot for s, e in claimed for slot in range(s, e + 1)}
             foreign = sorted(slot for slot in claimed_slots if not shard.owns(slot))
@@ -308,9 +321,9 @@ class LocalCluster:
                 for i in range(0, len(slots), _ADDSLOTS_BATCH):
                     admin.execute_command("CLUSTER", "ADDSLOTS", *slots[i:i + _ADDSLOTS_BATCH])
 
-    def _wait_converged(self, admins: list[redis.Redis]) -> None:
+    def _wait_converged(self, admins: list[redis.Redis], node_ids: list[str]) -> None:
         """Until every node says cluster_state:ok and reports exactly the expected owner of every slot."""
-        expected = _merge([(s, e, node_id) for shard, node_id in zip(self.layout.shards, self.node_ids)
+        expected = _merge([(s, e, node_id) for shard, node_id in zip(self.layout.shards, node_ids)
                            for s, e in shard.ranges])
         deadline = time.monotonic() + self.timeout
         why = "not checked yet"

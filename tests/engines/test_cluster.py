@@ -63,7 +63,7 @@ def cluster(engine):
 
 @pytest.fixture(scope="module")
 def shard_files(cluster, tmp_path_factory):
-    """Each node's keys (10 per shard) SAVEd by the node itself."""
+    """Each node's keys (10 per shard and any others) SAVEd by the node itself, and how many."""
     client = cluster.client()
     try:
         for index in range(3):
@@ -72,12 +72,13 @@ def shard_files(cluster, tmp_path_factory):
     finally:
         client.close()
     out = tmp_path_factory.mktemp("shards")
-    files = []
+    files, sizes = [], []
     for shard, node in zip(LAYOUT.shards, cluster.nodes):
         path = out / f"{shard.name}.rdb"
         path.write_bytes(node.save().read_bytes())
         files.append(path)
-    return files
+        sizes.append(node.client().dbsize())  # other tests of the module may have added keys
+    return files, sizes
 
 
 # ---------------------------------------------------------------------------- LocalCluster
@@ -147,10 +148,11 @@ def test_read_layout_refuses_migrating_slots(cluster):
 
 def test_cluster_on_files_saved_by_its_nodes(engine, shard_files):
     """Each node claims the slots of the keys it loads; the rest are added, and all keys stay reachable."""
-    with LocalCluster(engine, LAYOUT, shard_files) as again:
+    files, sizes = shard_files
+    with LocalCluster(engine, LAYOUT, files) as again:
         for index, node in enumerate(again.nodes):
             c = node.client()
-            assert c.dbsize() == 10
+            assert c.dbsize() == sizes[index] >= 10
             assert b"cluster_state:ok" in c.execute_command("CLUSTER", "INFO")
             c.close()
         client = again.client()
@@ -180,8 +182,8 @@ def test_a_key_in_the_wrong_file_is_named(engine, tmp_path):
 
 
 def test_formation_timeout_reports_log_tails(engine):
-    slow = LocalCluster(engine, SlotLayout.even(2), [None, None])
-    slow.timeout = 0.2  # nodes start with the normal timeout; the 2 s writable delay of a new cluster outlasts this
+    # nodes still get the normal start timeout; the 2 s writable delay of a new cluster outlasts this one
+    slow = LocalCluster(engine, SlotLayout.even(2), [None, None], timeout=0.2)
     before = set(live_servers())
     with pytest.raises(EngineError, match=r"did not form within 0.2s \(.*\); last log lines: shard-0001 \(port \d+\): "):
         slow.start()
@@ -189,15 +191,25 @@ def test_formation_timeout_reports_log_tails(engine):
     slow.stop()  # idempotent
 
 
-def test_one_shard_cluster(get_engine):
+def test_one_shard_cluster_restarts_on_its_file(get_engine, tmp_path):
     engine = get_engine("valkey-8.1")
-    with LocalCluster(engine, SlotLayout.even(1), [None]) as single:
-        client = single.client()
-        client.set("a", "1")
-        client.set("b", "2")
-        assert client.get("a") == b"1" and client.get("b") == b"2"
-        client.close()
-        assert read_layout(single.url).shards[0].ranges == ((0, 16383),)
+    with EngineServer(engine) as plain:
+        plain.client().mset({"a": "1", "b": "2"})
+        source = tmp_path / "all.rdb"
+        source.write_bytes(plain.save().read_bytes())
+    with LocalCluster(engine, SlotLayout.even(1), [source]) as single:
+        for attempt in range(2):  # stop() then start() again: fresh nodes load the file again
+            client = single.client()
+            assert client.get("a") == b"1" and client.get("b") == b"2"
+            client.set("c", "3")
+            client.close()
+            assert read_layout(single.url).shards[0].ranges == ((0, 16383),)
+            if attempt == 0:
+                single.stop()
+                with pytest.raises(EngineError, match="not running"):
+                    single.client()
+                single.start()
+        assert single.client().get("c") is None
 
 
 def test_files_must_match_the_shards(get_engine):
