@@ -170,7 +170,8 @@ class SlotLayout:
         shards = []
         for i, entry in enumerate(data):
             if not isinstance(entry, dict) or "name" not in entry or "slots" not in entry:
-                raise SnaptoolError(f"shard #{i + 1}: expected an object with \"name\" and \"slots\", got {entry!r:.80}")
+                raise SnaptoolError(f"shard #{i + 1}: expected an object with \"name\" and \"slots\", "
+                                    f"got {entry!r:.80}")
             name, slots = entry["name"], entry["slots"]
             if not isinstance(name, str):
                 raise SnaptoolError(f"shard #{i + 1}: name {name!r} is not a string")
