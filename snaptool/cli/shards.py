@@ -25,6 +25,16 @@ _engine = click.option("--engine", help="Engine for validation (default: the old
 _json = click.option("--json", "as_json", is_flag=True, help="Machine-readable summary on stdout.")
 _lossy = click.option("--allow-lossy", is_flag=True, help="Drop what the target cannot hold instead of refusing.")
 _checksum = click.option("--no-verify-checksum", "no_verify", is_flag=True, help="Read inputs whose CRC-64 is wrong.")
+_on_duplicate = click.option("--on-duplicate", type=click.Choice(POLICIES), default="error", show_default=True,
+                             help="A key met twice (several inputs, or databases mapped together): refuse, "
+                                  "keep the first, or keep the last.")
+
+
+def _shared_options(command):
+    """The options every command here takes, in one place."""
+    for option in reversed((_on_duplicate, _target, _lossy, _validate, _engine, _json, _checksum)):
+        command = option(command)
+    return command
 
 
 def _layout(shards: int | None, slots: str | None, cluster: str | None) -> SlotLayout:
@@ -67,14 +77,7 @@ def _split_command(name: str, doc: str):
     @click.option("--slots", type=click.Path(dir_okay=False), help="Layout: JSON [{name, slots}] or nodes.conf / CLUSTER NODES text.")
     @click.option("--cluster", help="Read the layout from a live cluster (redis://host:port).")
     @click.option("--db-map", help="Where keys of other databases go, e.g. 1:0,5:0 (cluster nodes hold db 0).")
-    @click.option("--on-duplicate", type=click.Choice(POLICIES), default="error", show_default=True,
-                  help="A key met twice (several inputs, or databases mapped together): refuse, keep the first, or the last.")
-    @_target
-    @_lossy
-    @_validate
-    @_engine
-    @_json
-    @_checksum
+    @_shared_options
     def command(inputs: tuple[str, ...], out_dir: str, shards: int | None, slots: str | None, cluster: str | None,
                 db_map: str | None, on_duplicate: str, target: str | None, allow_lossy: bool, validate: bool,
                 engine: str | None, as_json: bool, no_verify: bool) -> None:
@@ -123,14 +126,7 @@ Example:
 @click.command("merge")
 @_inputs
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The file to write.")
-@click.option("--on-duplicate", type=click.Choice(POLICIES), default="error", show_default=True,
-              help="A key in more than one input: refuse, keep the first, or keep the last.")
-@_target
-@_lossy
-@_validate
-@_engine
-@_json
-@_checksum
+@_shared_options
 def merge_command(inputs: tuple[str, ...], output: str, on_duplicate: str, target: str | None, allow_lossy: bool,
                   validate: bool, engine: str | None, as_json: bool, no_verify: bool) -> None:
     """Merge snapshots (e.g. a cluster's shards) into one RDB file for a standalone node.

@@ -20,7 +20,7 @@ from ..rdb.targets import Target
 from ..rdb.writer import header_aux
 from ..storage.atomic import atomic_output
 from .dedupe import Keeper, find_duplicates
-from .rewrite import Libraries, Rewriter, passthrough_mask
+from .rewrite import Libraries, Rewriter, passthrough_mask, prepare_outputs
 from .split import choose_target
 
 Progress = Callable[[int, int], None]
@@ -98,16 +98,8 @@ def merge(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *, on_
                         rewriter.losses.add("Valkey slot-import states")
                     if progress is not None and kind in (Run, Record):
                         progress(reader.source.offset, report.keys_in)
-        if libraries.codes and target.rdb_version < 10:
-            rewriter.losses.counts["functions"] += len(libraries.codes)
-        if module_aux and target.rdb_version < 9:
-            rewriter.losses.counts["module aux data"] += len(module_aux)
-        rewriter.losses.check(target, allow_lossy)
-        assembler.aux = header_aux(aux, headers[0], target)
-        if target.rdb_version >= 10:
-            assembler.functions = libraries.codes
-        if target.rdb_version >= 9:
-            assembler.module_aux = [(when, raw) for raw, when in module_aux.items()]
+        prepare_outputs([assembler], rewriter, libraries, module_aux, header_aux(aux, headers[0], target),
+                        allow_lossy)
         with atomic_output(output) as out:
             written = assembler.write(out)
     finally:

@@ -134,3 +134,21 @@ class Rewriter:
         self.reencoded += 1
         self.reencoded_by_type[record.encoding] += 1
         return True
+
+
+def prepare_outputs(assemblers: list, rewriter: Rewriter, libraries: Libraries, module_aux: dict[bytes, int],
+                    aux: list[tuple[bytes, bytes]], allow_lossy: bool) -> None:
+    """Give every output file the shared parts (AUX, functions, module data) the target can hold;
+    refuse first if anything would be lost and lossy output was not allowed."""
+    target = rewriter.target
+    if libraries.codes and target.rdb_version < 10:
+        rewriter.losses.counts["functions"] += len(libraries.codes)
+    if module_aux and target.rdb_version < 9:
+        rewriter.losses.counts["module aux data"] += len(module_aux)
+    rewriter.losses.check(target, allow_lossy)
+    for assembler in assemblers:
+        assembler.aux = aux
+        if target.rdb_version >= 10:
+            assembler.functions = list(libraries.codes)
+        if target.rdb_version >= 9:
+            assembler.module_aux = [(when, raw) for raw, when in module_aux.items()]

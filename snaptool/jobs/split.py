@@ -27,7 +27,7 @@ from ..rdb.slots import SlotLayout
 from ..rdb.targets import Target, rdb_target
 from ..rdb.writer import header_aux
 from .dedupe import Keeper, find_duplicates
-from .rewrite import Libraries, Rewriter, passthrough_mask
+from .rewrite import Libraries, Rewriter, passthrough_mask, prepare_outputs
 
 Progress = Callable[[int, int], None]
 
@@ -227,18 +227,8 @@ def split(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, layou
                 current = _Pass(paths, headers, layout, target, db_rule, verify_checksum)
                 current.run(keeper, progress)
         rewriter, libraries = current.rewriter, current.libraries
-        if libraries.codes and target.rdb_version < 10:
-            rewriter.losses.counts["functions"] += len(libraries.codes)
-        if current.module_aux and target.rdb_version < 9:
-            rewriter.losses.counts["module aux data"] += len(current.module_aux)
-        rewriter.losses.check(target, allow_lossy)
-        file_aux = header_aux(current.aux, headers[0], target)
-        for assembler in current.assemblers:
-            assembler.aux = file_aux
-            if target.rdb_version >= 10:
-                assembler.functions = list(libraries.codes)
-            if target.rdb_version >= 9:
-                assembler.module_aux = [(when, raw) for raw, when in current.module_aux.items()]
+        prepare_outputs(current.assemblers, rewriter, libraries, current.module_aux,
+                        header_aux(current.aux, headers[0], target), allow_lossy)
         written = _write_all(Path(out_dir), [s.name for s in layout.shards], current.assemblers)
     finally:
         current.close()
