@@ -90,6 +90,16 @@ class Rewriter:
         self.expired_fields_dropped = 0
         self.reencoded_by_type: Counter[str] = Counter()
 
+    def absorb(self, other: "Rewriter") -> None:
+        """Add the counts and losses of a rewriter that handled other records (another process)."""
+        self.passthrough += other.passthrough
+        self.reencoded += other.reencoded
+        self.empty_skipped += other.empty_skipped
+        self.expired_fields_dropped += other.expired_fields_dropped
+        self.reencoded_by_type.update(other.reencoded_by_type)
+        self.losses.counts.update(other.losses.counts)
+        self.losses.keys += other.losses.keys[:_KEYS_LISTED - len(self.losses.keys)]
+
     def write(self, record: Record, writer: RdbWriter) -> bool:
         """Write one record; False when it was left out (empty, or lost to the target)."""
         target, losses = self.target, self.losses

@@ -12,12 +12,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import tempfile
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ..errors import SnaptoolError
+from ..errors import RdbError, SnaptoolError
 from ..rdb.assembler import RdbAssembler, Written
 from ..rdb.checksum import key_slot
 from ..rdb.fastscan import Route, Run
@@ -117,37 +119,80 @@ class _Pass:
         self.keys_in = 0
         #: (input index, source db) → 16384-byte map of the slots its keys fall in
         self.seen: dict[tuple[int, int], bytearray] = {}
+        self._tmp: tempfile.TemporaryDirectory | None = None
 
-    def run(self, keeper: Keeper | None, progress: Progress | None) -> None:
-        owner = self.layout.owner_table()
-        mask = passthrough_mask(self.target) if keeper is None else None
+    def run(self, keeper: Keeper | None, progress: Progress | None, *, parallel: bool = False) -> None:
+        """Route every input; with ``parallel`` (and no keeper) one process per input, up to the
+        number of cores, each routing its file into temporary bodies the parent then takes over."""
+        workers = min(len(self.paths), os.cpu_count() or 1)
+        if parallel and keeper is None and workers > 1:
+            self._run_parallel(workers, progress)
+            return
         done_bytes = 0
         for index, path in enumerate(self.paths):
-            route = Route.for_shards(owner, len(self.assemblers)) if mask is not None else None
-            with RdbReader(open_input(path), path=path, verify_checksum=self.verify_checksum) as reader:
-                for item in reader.items(fast=mask, route=route):
-                    kind = type(item)
-                    if kind is Run:
-                        self._run(item, route, index, path)
-                        if progress is not None:
-                            progress(done_bytes + item.offset + item.length, self.keys_in)
-                    elif kind is Record:
-                        self._record(item, keeper, index, path)
-                        if progress is not None:
-                            progress(done_bytes + item.offset + item.size, self.keys_in)
-                    elif kind is Aux and index == 0:
-                        self.aux.append(item)
-                    elif kind is Function:
-                        self.libraries.add(item.code, path)
-                    elif kind is ModuleAux:
-                        self.module_aux.setdefault(item.raw, item.when)
-                    elif kind is SlotImport:
-                        self.rewriter.losses.add("Valkey slot-import states")
-                    elif kind is End:
-                        done_bytes += reader.source.offset
-            if route is not None:
-                for db, seen in route.seen.items():
-                    self._seen(index, db)[:] = bytes(a | b for a, b in zip(self._seen(index, db), seen))
+            done_bytes += self.run_input(index, keeper, progress, done_bytes)
+
+    def run_input(self, index: int, keeper: Keeper | None, progress: Progress | None, done_bytes: int = 0) -> int:
+        """Route one input; returns its size in bytes."""
+        path = self.paths[index]
+        owner = self.layout.owner_table()
+        mask = passthrough_mask(self.target) if keeper is None else None
+        route = Route.for_shards(owner, len(self.assemblers)) if mask is not None else None
+        with RdbReader(open_input(path), path=path, verify_checksum=self.verify_checksum) as reader:
+            for item in reader.items(fast=mask, route=route):
+                kind = type(item)
+                if kind is Run:
+                    self._run(item, route, index, path)
+                    if progress is not None:
+                        progress(done_bytes + item.offset + item.length, self.keys_in)
+                elif kind is Record:
+                    self._record(item, keeper, index, path)
+                    if progress is not None:
+                        progress(done_bytes + item.offset + item.size, self.keys_in)
+                elif kind is Aux and index == 0:
+                    self.aux.append(item)
+                elif kind is Function:
+                    self.libraries.add(item.code, path)
+                elif kind is ModuleAux:
+                    self.module_aux.setdefault(item.raw, item.when)
+                elif kind is SlotImport:
+                    self.rewriter.losses.add("Valkey slot-import states")
+            size = reader.source.offset
+        if route is not None:
+            for db, seen in route.seen.items():
+                mine = self._seen(index, db)
+                mine[:] = bytes(a | b for a, b in zip(mine, seen))
+        return size
+
+    def _run_parallel(self, workers: int, progress: Progress | None) -> None:
+        # the workers' bodies stay in this directory until the outputs are written (close())
+        self._tmp = tempfile.TemporaryDirectory(prefix="snaptool-split-")
+        tmp = self._tmp.name
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(_route_one, self, index, tmp) for index in range(len(self.paths))]
+            done_bytes = 0
+            for index, future in enumerate(futures):  # taken over in input order
+                try:
+                    part, bodies, size = future.result()
+                except _WorkerError as exc:
+                    raise exc.rebuild() from None
+                self._absorb(part, bodies, index)
+                done_bytes += size
+                if progress is not None:
+                    progress(done_bytes, self.keys_in)
+
+    def _absorb(self, part: "_Pass", bodies: list[tuple[int, int, str, int, int]], index: int) -> None:
+        for shard, db, path, keys, expires in bodies:
+            self.assemblers[shard].add_file(db, path, keys, expires)
+        for code in part.libraries.codes:
+            self.libraries.add(code, self.paths[index])
+        for raw, when in part.module_aux.items():
+            self.module_aux.setdefault(raw, when)
+        if index == 0:
+            self.aux = part.aux
+        self.keys_in += part.keys_in
+        self.seen.update(part.seen)
+        self.rewriter.absorb(part.rewriter)
 
     def _seen(self, index: int, db: int) -> bytearray:
         return self.seen.setdefault((index, db), bytearray(16384))
@@ -191,13 +236,47 @@ class _Pass:
     def close(self) -> None:
         for assembler in self.assemblers:
             assembler.close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+
+class _WorkerError(Exception):
+    """A snaptool error raised in a worker process, carried back as plain text."""
+
+    def __init__(self, kind: str, message: str, exit_code: int) -> None:
+        super().__init__(kind, message, exit_code)
+        self.kind, self.message, self.exit_code = kind, message, exit_code
+
+    def rebuild(self) -> SnaptoolError:
+        cls = RdbError if self.kind in ("RdbError", "ChecksumError", "UnsupportedError") else SnaptoolError
+        error = cls(self.message)
+        error.exit_code = self.exit_code
+        return error
+
+
+def _route_one(plan: _Pass, index: int, tmp: str) -> tuple[_Pass, list, int]:
+    """In a worker process: route one input, leave its bodies in files, return the rest."""
+    try:
+        size = plan.run_input(index, None, None)
+        bodies = []
+        for shard, assembler in enumerate(plan.assemblers):
+            for db, path, keys, expires in assembler.export_bodies(tmp, f"{index}-{shard}"):
+                bodies.append((shard, db, path, keys, expires))
+            assembler.close()
+        plan.assemblers = []
+        return plan, bodies, size
+    except SnaptoolError as exc:
+        raise _WorkerError(type(exc).__name__, str(exc), exc.exit_code) from None
 
 
 def split(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, layout: SlotLayout, *,
           target: Target | None = None, db_map: dict[int, int] | None = None, on_duplicate: str = "error",
-          allow_lossy: bool = False, verify_checksum: bool = True,
+          allow_lossy: bool = False, verify_checksum: bool = True, parallel: bool = True,
           progress: Progress | None = None) -> SplitReport:
     """Write ``out_dir/<shard>.rdb`` for every shard of ``layout`` and ``out_dir/layout.json``.
+
+    Several inputs are read in parallel, one process each up to the number of cores.
 
     Several inputs, or databases mapped onto one, may hold the same key: such keys follow
     ``on_duplicate`` as in a merge (:mod:`snaptool.jobs.dedupe`). Keys can only meet in a slot
@@ -216,7 +295,7 @@ def split(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, layou
     keeper = Keeper(Counter(), on_duplicate)
     current = _Pass(paths, headers, layout, target, db_rule, verify_checksum)
     try:
-        current.run(None, progress)
+        current.run(None, progress, parallel=parallel)
         shared = current.shared_slots()
         if shared:
             duplicates = find_duplicates(paths, map_db=db_rule, verify_checksum=verify_checksum,

@@ -9,6 +9,7 @@ with a RESIZEDB that is right for this file, and the CRC-64.
 from __future__ import annotations
 
 import hashlib
+import os
 import tempfile
 from dataclasses import dataclass, field
 from typing import IO, BinaryIO, Iterable
@@ -33,6 +34,8 @@ class _Body:
         self.file: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=_SPOOL_MEMORY)
         self.writer = RdbWriter(self.file, target)
         self.counts = DbCounts()
+        #: files of records written elsewhere (another process), appended after ``file`` in order
+        self.parts: list[str] = []
 
 
 @dataclass
@@ -90,6 +93,28 @@ class RdbAssembler:
         body.counts.keys += keys
         body.counts.expires += expires
 
+    def export_bodies(self, directory: str, prefix: str) -> list[tuple[int, str, int, int]]:
+        """Leave each database's records in a file (for another process to take over):
+        (db, path, keys, expires) per database."""
+        out = []
+        for db, body in self._bodies.items():
+            body.writer.flush()
+            body.file.seek(0)
+            path = os.path.join(directory, f"{prefix}-{db}.body")
+            with open(path, "wb") as f:
+                while chunk := body.file.read(_COPY):
+                    f.write(chunk)
+            out.append((db, path, body.counts.keys, body.counts.expires))
+        return out
+
+    def add_file(self, db: int, path: str, keys: int, expires: int) -> None:
+        """Records another process left in a file (see :meth:`export_bodies`); the file is read
+        when this one is written, so it must exist until then."""
+        body = self.body(db)
+        body.parts.append(path)
+        body.counts.keys += keys
+        body.counts.expires += expires
+
     def write(self, out: BinaryIO) -> Written:
         """Write the whole file: header, functions, module data, databases in order, EOF, CRC."""
         hashing = _Hashing(out)
@@ -110,6 +135,10 @@ class RdbAssembler:
             body.file.seek(0)
             while chunk := body.file.read(_COPY):
                 writer.raw(chunk)
+            for part in body.parts:
+                with open(part, "rb") as f:
+                    while chunk := f.read(_COPY):
+                        writer.raw(chunk)
             databases[db] = body.counts
         for when, raw in self.module_aux:
             if when == 2:
