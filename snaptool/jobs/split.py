@@ -169,7 +169,8 @@ class _Pass:
         self._tmp = tempfile.TemporaryDirectory(prefix="snaptool-split-")
         tmp = self._tmp.name
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(_route_one, self, index, tmp) for index in range(len(self.paths))]
+            plan = (self.paths, self.headers, self.layout, self.target, self.db_rule, self.verify_checksum)
+            futures = [pool.submit(_route_one, plan, index, tmp) for index in range(len(self.paths))]
             done_bytes = 0
             for index, future in enumerate(futures):  # taken over in input order
                 try:
@@ -255,9 +256,11 @@ class _WorkerError(Exception):
         return error
 
 
-def _route_one(plan: _Pass, index: int, tmp: str) -> tuple[_Pass, list, int]:
-    """In a worker process: route one input, leave its bodies in files, return the rest."""
+def _route_one(plan: tuple, index: int, tmp: str) -> tuple[_Pass, list, int]:
+    """In a worker process: route one input into a fresh pass, leave its bodies in files, return
+    the rest (the pass's counts, libraries, AUX fields and slot maps)."""
     try:
+        plan = _Pass(*plan)
         size = plan.run_input(index, None, None)
         bodies = []
         for shard, assembler in enumerate(plan.assemblers):

@@ -197,3 +197,15 @@ def test_cli_split_and_merge(snapshots, tmp_path: Path) -> None:
     err = result.stderr.decode()
     assert result.returncode == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "x").exists()
+
+
+def test_parallel_and_sequential_reads_write_the_same_files(snapshots, tmp_path: Path) -> None:
+    """Twelve inputs on fewer cores: workers queue up, and the outputs must still be byte-identical."""
+    name = sorted(snapshots)[0]
+    five = split([snapshots[name]], tmp_path / "five", SlotLayout.even(12), db_map=DB_MAP, on_duplicate="first")
+    inputs = [str(tmp_path / "five" / s.file) for s in five.shards]
+    parallel = split(inputs, tmp_path / "par", SlotLayout.even(3), parallel=True)
+    sequential = split(inputs, tmp_path / "seq", SlotLayout.even(3), parallel=False)
+    assert parallel.keys_in == sequential.keys_in == parallel.keys_out == five.keys_out
+    for shard in parallel.shards:
+        assert (tmp_path / "par" / shard.file).read_bytes() == (tmp_path / "seq" / shard.file).read_bytes()
