@@ -17,7 +17,8 @@ from ..rdb.slots import SlotLayout
 from ..rdb.targets import Target, parse_target
 from .output import emit_json, file_progress, human_bytes
 
-_inputs = click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False, allow_dash=True))
+# Inputs are read more than once (routing, duplicate search, validation): files, not pipes.
+_inputs = click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 _target = click.option("--target", help="Engine or RDB version to write for (default: the newest input version).")
 _validate = click.option("--validate/--no-validate", default=True, show_default=True,
                          help="Load the result into live engine nodes and compare every key.")
@@ -99,7 +100,8 @@ def _split_command(name: str, doc: str):
         if validate:
             node_engine = _validation_engine(engine, parse_target(report.target))
             files = [f"{out_dir}/{s.file}" for s in report.shards]
-            kept = selected_records(list(inputs), on_duplicate, map_db=lambda db, path: mapping.get(db, db))
+            kept = selected_records(list(inputs), on_duplicate, map_db=lambda db, path: mapping.get(db, db),
+                                    verify_checksum=not no_verify)
             validation = validate_cluster(node_engine, layout, files, kept)
         _finish(validation, asdict(report), as_json)
 
@@ -146,7 +148,8 @@ def merge_command(inputs: tuple[str, ...], output: str, on_duplicate: str, targe
     validation = None
     if validate:
         node_engine = _validation_engine(engine, parse_target(report.target))
-        validation = validate_node(node_engine, output, selected_records(list(inputs), on_duplicate))
+        kept = selected_records(list(inputs), on_duplicate, verify_checksum=not no_verify)
+        validation = validate_node(node_engine, output, kept, databases=max(report.databases, default=0) + 1)
     _finish(validation, asdict(report), as_json)
 
 

@@ -21,7 +21,7 @@ from ..rdb.writer import header_aux
 from ..storage.atomic import atomic_output
 from .dedupe import Keeper, find_duplicates
 from .rewrite import Libraries, Rewriter, passthrough_mask, prepare_outputs
-from .split import choose_target
+from .split import choose_target, refuse_overwrite
 
 Progress = Callable[[int, int], None]
 
@@ -43,6 +43,7 @@ class MergeReport:
     dropped: dict[str, int] = field(default_factory=dict)
     bytes: int = 0
     sha256: str = ""
+    databases: list[int] = field(default_factory=list)
 
 
 def merge(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *, on_duplicate: str = "error",
@@ -52,6 +53,7 @@ def merge(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *, on_
     paths = [str(p) for p in inputs]
     if not paths:
         raise SnaptoolError("no input files")
+    refuse_overwrite(paths, [str(output)])
     headers: list[Header] = []
     for path in paths:
         with RdbReader(open_input(path), path=path) as reader:
@@ -110,4 +112,5 @@ def merge(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *, on_
     report.empty_skipped, report.functions = rewriter.empty_skipped, len(libraries.codes)
     report.dropped = dict(rewriter.losses.counts)
     report.bytes, report.sha256 = written.bytes, written.sha256
+    report.databases = sorted(written.databases)
     return report

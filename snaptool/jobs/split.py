@@ -78,6 +78,14 @@ def choose_target(headers: Sequence[Header], target: Target | None) -> Target:
     return rdb_target(max(h.version for h in headers))
 
 
+def refuse_overwrite(inputs: Sequence[str], outputs: Sequence[str]) -> None:
+    """An output that is one of the inputs would be read after being replaced: refuse up front."""
+    sources = {os.path.realpath(p) for p in inputs}
+    for out in outputs:
+        if os.path.realpath(out) in sources:
+            raise SnaptoolError(f"{out} is also an input: write the result somewhere else")
+
+
 def parse_db_map(text: str | None) -> dict[int, int]:
     """`--db-map 1:0,5:0`: where keys of each source database go."""
     mapping: dict[int, int] = {}
@@ -288,6 +296,7 @@ def split(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, layou
     if not inputs:
         raise SnaptoolError("no input files")
     paths = [str(p) for p in inputs]
+    refuse_overwrite(paths, [str(Path(out_dir) / f"{s.name}.rdb") for s in layout.shards])
     headers = []
     for path in paths:
         with RdbReader(open_input(path), path=path) as reader:
@@ -327,8 +336,21 @@ def split(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, layou
             result.bytes, result.sha256, target.rdb_version))
     report.keys_out = sum(sum(s.keys.values()) for s in report.shards)
     report.layout_file = str(Path(out_dir) / "layout.json")
+    stale = _previous_files(Path(out_dir)) - {s.file for s in report.shards}
     _write_layout(Path(out_dir), report)
+    for name in stale:  # shard files of an earlier layout in the same directory
+        with contextlib.suppress(FileNotFoundError):
+            (Path(out_dir) / name).unlink()
     return report
+
+
+def _previous_files(out_dir: Path) -> set[str]:
+    """The shard files an earlier layout.json in ``out_dir`` lists."""
+    try:
+        return {s["file"] for s in json.loads((out_dir / "layout.json").read_text())["shards"]
+                if "/" not in s["file"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
 
 
 def _write_all(out_dir: Path, names: list[str], assemblers: list[RdbAssembler]) -> list[Written]:

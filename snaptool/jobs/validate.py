@@ -93,19 +93,38 @@ def _expected_values(records: Iterable[Record], target: Target, report: Validati
         yield record, digest.hex().encode()
 
 
-def _compare_batch(client: redis.Redis, batch: list[tuple[bytes, bytes]], report: ValidationReport) -> None:
-    live = client.execute_command("DEBUG", "DIGEST-VALUE", *(key for key, _ in batch))
-    for (key, expected), got in zip(batch, live):
+_TTL_TOLERANCE_MS = 2000  # engines without PEXPIRETIME report a relative TTL
+
+
+def _compare_batch(client: redis.Redis, batch: list[tuple[bytes, bytes, int | None]], report: ValidationReport,
+                   absolute_ttl: bool) -> None:
+    """DIGEST-VALUE (which only says *whether* a key expires) and the expiry time of every key."""
+    pipe = client.pipeline(transaction=False)
+    pipe.execute_command("DEBUG", "DIGEST-VALUE", *(key for key, _, _ in batch))
+    for key, _, _ in batch:
+        pipe.execute_command("PEXPIRETIME" if absolute_ttl else "PTTL", key)
+    replies = pipe.execute()
+    now_ms = int(time.time() * 1000)
+    for (key, expected, expire_ms), got, ttl in zip(batch, replies[0], replies[1:]):
         got = got if isinstance(got, bytes) else str(got).encode()
         report.checked += 1
-        if got == expected:
-            report.equal += 1
-        elif got == _ZERO:
+        if got == _ZERO:
             report.missing += 1
             report.note(f"missing: {key!r}")
-        else:
+        elif got != expected:
             report.different += 1
             report.note(f"different: {key!r}")
+        elif expire_ms is not None and not _ttl_matches(int(ttl), expire_ms, absolute_ttl, now_ms):
+            report.different += 1
+            report.note(f"different expiry: {key!r} expires at {expire_ms}, the engine says {ttl}")
+        else:
+            report.equal += 1
+
+
+def _ttl_matches(reply: int, expire_ms: int, absolute: bool, now_ms: int) -> bool:
+    if absolute:
+        return reply == expire_ms
+    return reply >= 0 and abs(now_ms + reply - expire_ms) <= _TTL_TOLERANCE_MS
 
 
 def validate_cluster(engine: Engine, layout: SlotLayout, files: list[str], records: Iterable[Record], *,
@@ -114,8 +133,9 @@ def validate_cluster(engine: Engine, layout: SlotLayout, files: list[str], recor
     started = time.monotonic()
     target = parse_target(engine.target_name)
     report = ValidationReport(engine.name)
-    now_ms = int(time.time() * 1000)
+    absolute = engine.supports_pexpiretime
     with LocalCluster(engine, layout, files) as cluster:
+        now_ms = int(time.time() * 1000)  # after loading: keys that expired meanwhile are gone
         clients = [node.client() for node in cluster.nodes]
         owner = layout.owner_table()
         batches: list[list[tuple[bytes, bytes]]] = [[] for _ in clients]
@@ -124,10 +144,10 @@ def validate_cluster(engine: Engine, layout: SlotLayout, files: list[str], recor
         pending_keys: list[bytes] = []
         for record, expected in _expected_values(records, target, report, now_ms):
             shard = owner[key_slot(record.key)]
-            batches[shard].append((record.key, expected))
+            batches[shard].append((record.key, expected, record.expire_ms))
             pending_keys.append(record.key)
             if len(batches[shard]) >= _BATCH:
-                _compare_batch(clients[shard], batches[shard], report)
+                _compare_batch(clients[shard], batches[shard], report, absolute)
                 batches[shard] = []
             if len(pending_keys) >= _BATCH:
                 _check_reachable(reach_pipe, pending_keys, report)
@@ -137,7 +157,7 @@ def validate_cluster(engine: Engine, layout: SlotLayout, files: list[str], recor
             record.release()
         for shard, batch in enumerate(batches):
             if batch:
-                _compare_batch(clients[shard], batch, report)
+                _compare_batch(clients[shard], batch, report, absolute)
         if pending_keys:
             _check_reachable(reach_pipe, pending_keys, report)
         for shard, (client, node_shard) in enumerate(zip(clients, layout.shards)):
@@ -167,31 +187,32 @@ def _check_reachable(pipe, keys: list[bytes], report: ValidationReport) -> None:
             report.note(f"not reachable through the cluster client: {key!r}")
 
 
-def validate_node(engine: Engine, file: str, records: Iterable[Record], *,
+def validate_node(engine: Engine, file: str, records: Iterable[Record], *, databases: int = 16,
                   progress: Callable[[int, int], None] | None = None) -> ValidationReport:
     """Load ``file`` into one standalone node and compare every key, then the DEBUG DIGEST."""
     started = time.monotonic()
     target = parse_target(engine.target_name)
     report = ValidationReport(engine.name)
-    now_ms = int(time.time() * 1000)
+    absolute = engine.supports_pexpiretime
     dataset = DatasetDigest(target.score_format, target.hexpire_marker)
-    with EngineServer(engine, rdb=file, config={"databases": "16"}) as server:
+    with EngineServer(engine, rdb=file, config={"databases": str(max(16, databases))}) as server:
+        now_ms = int(time.time() * 1000)  # after loading: keys that expired meanwhile are gone
         clients: dict[int, redis.Redis] = {}
         batches: dict[int, list[tuple[bytes, bytes]]] = {}
         for record, expected in _expected_values(records, target, report, now_ms, dataset):
             db = record.db
             if db not in clients:
                 clients[db], batches[db] = server.client(db), []
-            batches[db].append((record.key, expected))
+            batches[db].append((record.key, expected, record.expire_ms))
             if len(batches[db]) >= _BATCH:
-                _compare_batch(clients[db], batches[db], report)
+                _compare_batch(clients[db], batches[db], report, absolute)
                 batches[db] = []
             if progress is not None:
                 progress(record.offset + record.size, report.checked)
             record.release()
         for db, batch in batches.items():
             if batch:
-                _compare_batch(clients[db], batch, report)
+                _compare_batch(clients[db], batch, report, absolute)
         client = server.client()
         report.digest_live = client.execute_command("DEBUG", "DIGEST").decode()
         report.live_keys = sum(int(v["keys"]) for v in client.info("keyspace").values())

@@ -17,7 +17,7 @@ from typing import IO, BinaryIO, Iterable
 from .targets import Target
 from .writer import RdbWriter
 
-_SPOOL_MEMORY = 4 << 20
+_SPOOL_MEMORY = 1 << 20  # per (shard, database): many shards must not add up to much
 _COPY = 1 << 20
 
 

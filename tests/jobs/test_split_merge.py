@@ -209,3 +209,41 @@ def test_parallel_and_sequential_reads_write_the_same_files(snapshots, tmp_path:
     assert parallel.keys_in == sequential.keys_in == parallel.keys_out == five.keys_out
     for shard in parallel.shards:
         assert (tmp_path / "par" / shard.file).read_bytes() == (tmp_path / "seq" / shard.file).read_bytes()
+
+
+def _expiring(path: Path, expire_ms: int) -> Path:
+    with open(path, "wb") as f:
+        builder = RdbBuilder(f, parse_target("redis-7.0"))
+        for i in range(10):
+            builder.add(b"k%d" % i, "string", b"v", expire_ms=expire_ms)
+        builder.finish()
+    return path
+
+
+@pytest.mark.parametrize("engine_name", sorted(ENGINES))
+def test_validation_compares_expiry_times(engine_name: str, tmp_path: Path) -> None:
+    """DIGEST-VALUE only says whether a key expires; validation also compares when."""
+    soon = _expiring(tmp_path / "soon.rdb", 2051222400000)
+    later = _expiring(tmp_path / "later.rdb", 2051222400000 + 86_400_000)
+    engine = ENGINES[engine_name]
+    target = "redis-6.2" if engine_name == "redis-6.2" else "redis-7.0"
+    if engine_name == "redis-6.2":  # RDB 10 does not load on 6.2: write both for RDB 9
+        from snaptool.jobs.convert import convert
+        for path in (soon, later):
+            convert(path, path.with_suffix(".v9"), parse_target(target))
+            path.with_suffix(".v9").replace(path)
+    assert validate_node(engine, str(soon), records(soon)).ok
+    failed = validate_node(engine, str(later), records(soon))
+    assert not failed.ok and failed.different == 10 and "expiry" in failed.problems[0]
+
+
+def test_outputs_never_replace_inputs_and_old_shards_go(snapshots, tmp_path: Path) -> None:
+    source = _file(tmp_path / "a.rdb", "redis-7.0", {b"k%d" % i: b"v" for i in range(50)})
+    split([source], tmp_path / "d", SlotLayout.even(3))
+    inputs = sorted(str(p) for p in (tmp_path / "d").glob("*.rdb"))
+    with pytest.raises(SnaptoolError, match="is also an input"):
+        split(inputs, tmp_path / "d", SlotLayout.even(2))
+    with pytest.raises(SnaptoolError, match="is also an input"):
+        merge([source], source)
+    split([source], tmp_path / "d", SlotLayout.even(2))
+    assert sorted(p.name for p in (tmp_path / "d").glob("*.rdb")) == ["shard-0001.rdb", "shard-0002.rdb"]
