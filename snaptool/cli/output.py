@@ -27,13 +27,15 @@ def human_bytes(n: float) -> str:
 
 
 @contextlib.contextmanager
-def file_progress(path: str, label: str, enabled: bool | None = None) -> Iterator[Callable[[int, int], None]]:
+def file_progress(path: str | list[str], label: str, enabled: bool | None = None) -> Iterator[Callable[[int, int], None]]:
     """``with file_progress(path, "inspect") as progress:`` gives a ``progress(offset, keys)``
-    callback that draws bytes, keys, rate and ETA on stderr, and clears it at the end.
+    callback that draws bytes, keys, rate and ETA on stderr, and clears it at the end. For several
+    inputs pass the list: offsets then count across all of them.
 
     Drawn only when stderr is a terminal (or ``enabled``); redrawn at most five times a second.
     """
-    total = os.path.getsize(path) if path != "-" and os.path.isfile(path) else None
+    paths = [path] if isinstance(path, str) else path
+    total = sum(os.path.getsize(p) for p in paths) if all(os.path.isfile(p) for p in paths) else None
     if enabled is None:
         enabled = sys.stderr.isatty()
     if not enabled:

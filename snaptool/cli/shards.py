@@ -84,7 +84,7 @@ def _split_command(name: str, doc: str):
                 engine: str | None, as_json: bool, no_verify: bool) -> None:
         layout = _layout(shards, slots, cluster)
         mapping = parse_db_map(db_map)
-        with file_progress(inputs[0], name) as progress:
+        with file_progress(list(inputs), name) as progress:
             report = split(list(inputs), out_dir, layout, target=parse_target(target) if target else None,
                            db_map=mapping, on_duplicate=on_duplicate, allow_lossy=allow_lossy,
                            verify_checksum=not no_verify, progress=progress)
@@ -138,7 +138,7 @@ def merge_command(inputs: tuple[str, ...], output: str, on_duplicate: str, targe
       snaptool merge shards/*.rdb -o all.rdb
       snaptool merge a.rdb b.rdb -o all.rdb --on-duplicate last
     """
-    with file_progress(inputs[0], "merge") as progress:
+    with file_progress(list(inputs), "merge") as progress:
         report = merge(list(inputs), output, on_duplicate=on_duplicate,
                        target=parse_target(target) if target else None, allow_lossy=allow_lossy,
                        verify_checksum=not no_verify, progress=progress)

@@ -70,6 +70,7 @@ def merge(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *, on_
         aux: list[Aux] = []
         # Without duplicates every run of simple records is copied whole (one shard: owner all 0).
         mask = passthrough_mask(target) if not keeper.duplicates else None
+        done_bytes = 0
         for index, path in enumerate(paths):
             route = Route.for_shards(bytes(16384), 1) if mask is not None else None
             with RdbReader(open_input(path), path=path, verify_checksum=verify_checksum) as reader:
@@ -99,7 +100,8 @@ def merge(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *, on_
                     elif kind is SlotImport:
                         rewriter.losses.add("Valkey slot-import states")
                     if progress is not None and kind in (Run, Record):
-                        progress(reader.source.offset, report.keys_in)
+                        progress(done_bytes + reader.source.offset, report.keys_in)
+                done_bytes += reader.source.offset
         prepare_outputs([assembler], rewriter, libraries, module_aux, header_aux(aux, headers[0], target),
                         allow_lossy)
         with atomic_output(output) as out:
