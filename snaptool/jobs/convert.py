@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import BinaryIO, Callable
 
 from ..rdb.fastscan import Run
@@ -13,31 +13,21 @@ from ..rdb.reader import RdbReader, open_input
 from ..rdb.targets import Target, rdb_target
 from ..rdb.writer import RdbWriter, header_aux
 from ..storage.atomic import atomic_output
-from .rewrite import Rewriter, passthrough_mask
+from .rewrite import RewriteCounts, Rewriter, passthrough_mask
 
 Progress = Callable[[int, int], None]
 
 
 @dataclass
-class ConvertReport:
+class ConvertReport(RewriteCounts):
     source: str
     source_version: int
     target: str
     target_version: int
     keys: int = 0
-    passthrough: int = 0
-    reencoded: int = 0
-    #: empty collections left out (loaders skip them; old ones crash on them)
-    empty_skipped: int = 0
-    #: hash fields already expired, left out where a downgrade drops field TTLs
-    expired_fields_dropped: int = 0
-    functions: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
     checksum: str = ""
-    #: what the target could not hold: reason -> count (only non-empty with allow_lossy)
-    dropped: dict[str, int] = field(default_factory=dict)
-    reencoded_by_type: dict[str, int] = field(default_factory=dict)
 
 
 def convert_stream(inp: BinaryIO, out: BinaryIO, target: Target | None = None, *,
@@ -128,10 +118,7 @@ def convert_stream(inp: BinaryIO, out: BinaryIO, target: Target | None = None, *
             start()
             report.checksum = item.status
     losses.check(target, allow_lossy)
-    report.dropped = dict(losses.counts)
-    report.passthrough, report.reencoded = rewriter.passthrough, rewriter.reencoded
-    report.empty_skipped, report.expired_fields_dropped = rewriter.empty_skipped, rewriter.expired_fields_dropped
-    report.reencoded_by_type = dict(rewriter.reencoded_by_type)
+    rewriter.fill(report, report.functions)
     writer.finish()
     report.bytes_in = reader.source.offset
     report.bytes_out = writer.bytes_written

@@ -20,14 +20,14 @@ from ..rdb.targets import Target
 from ..rdb.writer import header_aux
 from ..storage.atomic import atomic_output
 from .dedupe import Keeper, find_duplicates
-from .rewrite import Libraries, Rewriter, passthrough_mask, prepare_outputs
+from .rewrite import Libraries, RewriteCounts, Rewriter, passthrough_mask, prepare_outputs
 from .split import choose_target, refuse_overwrite
 
 Progress = Callable[[int, int], None]
 
 
 @dataclass
-class MergeReport:
+class MergeReport(RewriteCounts):
     inputs: list[str]
     output: str
     target: str
@@ -36,11 +36,6 @@ class MergeReport:
     keys_out: int = 0
     duplicates: int = 0
     duplicates_dropped: int = 0
-    passthrough: int = 0
-    reencoded: int = 0
-    empty_skipped: int = 0
-    functions: int = 0
-    dropped: dict[str, int] = field(default_factory=dict)
     bytes: int = 0
     sha256: str = ""
     databases: list[int] = field(default_factory=list)
@@ -110,9 +105,7 @@ def merge(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *, on_
         assembler.close()
     report.keys_out = sum(c.keys for c in written.databases.values())
     report.duplicates_dropped = keeper.dropped
-    report.passthrough, report.reencoded = rewriter.passthrough, rewriter.reencoded
-    report.empty_skipped, report.functions = rewriter.empty_skipped, len(libraries.codes)
-    report.dropped = dict(rewriter.losses.counts)
+    rewriter.fill(report, len(libraries.codes))
     report.bytes, report.sha256 = written.bytes, written.sha256
     report.databases = sorted(written.databases)
     return report

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 
 from ..errors import LossyConversionError, RdbError, SnaptoolError
 from ..rdb import constants as C
@@ -56,6 +57,22 @@ def passthrough_mask(target: Target) -> bytes | None:
                       if t not in (C.T_HASH_METADATA_PRE_GA, C.T_HASH_LISTPACK_EX_PRE_GA)})
 
 
+@dataclass(kw_only=True)
+class RewriteCounts:
+    """What happened to the records a job wrote (shared by the convert, split and merge reports)."""
+
+    passthrough: int = 0
+    reencoded: int = 0
+    #: empty collections left out (loaders skip them; old ones crash on them)
+    empty_skipped: int = 0
+    #: hash fields already expired, left out where a downgrade drops field TTLs
+    expired_fields_dropped: int = 0
+    functions: int = 0
+    #: what the target could not hold: reason -> count (only non-empty with allow_lossy)
+    dropped: dict[str, int] = field(default_factory=dict)
+    reencoded_by_type: dict[str, int] = field(default_factory=dict)
+
+
 class Libraries:
     """Function libraries gathered from several inputs: each kept once; a library defined
     differently in two inputs is an error (an engine loading both would refuse or pick one)."""
@@ -89,6 +106,14 @@ class Rewriter:
         #: hash fields already expired, left out where a downgrade drops field TTLs
         self.expired_fields_dropped = 0
         self.reencoded_by_type: Counter[str] = Counter()
+
+    def fill(self, counts: RewriteCounts, functions: int) -> None:
+        """Copy this rewriter's counts into a job's report."""
+        counts.passthrough, counts.reencoded = self.passthrough, self.reencoded
+        counts.empty_skipped, counts.expired_fields_dropped = self.empty_skipped, self.expired_fields_dropped
+        counts.functions = functions
+        counts.dropped = dict(self.losses.counts)
+        counts.reencoded_by_type = dict(self.reencoded_by_type)
 
     def absorb(self, other: "Rewriter") -> None:
         """Add the counts and losses of a rewriter that handled other records (another process)."""

@@ -29,7 +29,7 @@ from ..rdb.slots import SlotLayout
 from ..rdb.targets import Target, rdb_target
 from ..rdb.writer import header_aux
 from .dedupe import Keeper, find_duplicates
-from .rewrite import Libraries, Rewriter, passthrough_mask, prepare_outputs
+from .rewrite import Libraries, RewriteCounts, Rewriter, passthrough_mask, prepare_outputs
 
 Progress = Callable[[int, int], None]
 
@@ -47,19 +47,14 @@ class ShardFile:
 
 
 @dataclass
-class SplitReport:
+class SplitReport(RewriteCounts):
     inputs: list[str]
     target: str
     rdb_version: int
     keys_in: int = 0
     keys_out: int = 0
-    passthrough: int = 0
-    reencoded: int = 0
-    empty_skipped: int = 0
-    functions: int = 0
     duplicates: int = 0
     duplicates_dropped: int = 0
-    dropped: dict[str, int] = field(default_factory=dict)
     shards: list[ShardFile] = field(default_factory=list)
     layout_file: str = ""
 
@@ -324,9 +319,7 @@ def split(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, layou
     finally:
         current.close()
     report.keys_in = current.keys_in
-    report.passthrough, report.reencoded = rewriter.passthrough, rewriter.reencoded
-    report.empty_skipped, report.functions = rewriter.empty_skipped, len(libraries.codes)
-    report.dropped = dict(rewriter.losses.counts)
+    rewriter.fill(report, len(libraries.codes))
     report.duplicates, report.duplicates_dropped = len(keeper.duplicates), keeper.dropped
     for shard, result in zip(layout.shards, written):
         report.shards.append(ShardFile(
