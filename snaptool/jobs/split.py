@@ -315,6 +315,7 @@ def split(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, layou
         rewriter, libraries = current.rewriter, current.libraries
         prepare_outputs(current.assemblers, rewriter, libraries, current.module_aux,
                         header_aux(current.aux, headers[0], target), allow_lossy)
+        stale = _previous_files(Path(out_dir)) - {f"{s.name}.rdb" for s in layout.shards}
         written = _write_all(Path(out_dir), [s.name for s in layout.shards], current.assemblers)
     finally:
         current.close()
@@ -329,7 +330,6 @@ def split(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, layou
             result.bytes, result.sha256, target.rdb_version))
     report.keys_out = sum(sum(s.keys.values()) for s in report.shards)
     report.layout_file = str(Path(out_dir) / "layout.json")
-    stale = _previous_files(Path(out_dir)) - {s.file for s in report.shards}
     _write_layout(Path(out_dir), report)
     for name in stale:  # shard files of an earlier layout in the same directory
         with contextlib.suppress(FileNotFoundError):
@@ -347,7 +347,8 @@ def _previous_files(out_dir: Path) -> set[str]:
 
 
 def _write_all(out_dir: Path, names: list[str], assemblers: list[RdbAssembler]) -> list[Written]:
-    """Every file under a temporary name first; renamed only when all are complete."""
+    """Every file under a temporary name first; renamed only when all are complete, after the old
+    layout.json is gone (the caller writes the new one last)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     temps: list[Path] = []
     try:
@@ -359,6 +360,10 @@ def _write_all(out_dir: Path, names: list[str], assemblers: list[RdbAssembler]) 
                 results.append(assembler.write(f))
                 f.flush()
                 os.fsync(f.fileno())
+        # An old layout.json would describe files about to change: without one, the set reads as
+        # incomplete until the new layout.json (the commit point) is written.
+        with contextlib.suppress(FileNotFoundError):
+            (out_dir / "layout.json").unlink()
         for name, temp in zip(names, temps):
             os.replace(temp, out_dir / f"{name}.rdb")
         return results
