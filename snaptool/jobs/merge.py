@@ -103,6 +103,7 @@ def merge(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *, on_
             written = assembler.write(out)
     finally:
         assembler.close()
+        keeper.close()
     report.keys_out = sum(c.keys for c in written.databases.values())
     report.duplicates_dropped = keeper.dropped
     rewriter.fill(report, len(libraries.codes))

@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import tempfile
-from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -299,7 +298,7 @@ def split(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, layou
     target = choose_target(headers, target)
     report = SplitReport(paths, target.name, target.rdb_version)
     db_rule = _DbRule(target, db_map or {})
-    keeper = Keeper(Counter(), on_duplicate)
+    keeper = Keeper(None, on_duplicate)
     current = _Pass(paths, headers, layout, target, db_rule, verify_checksum)
     try:
         current.run(None, progress, parallel=parallel)
@@ -307,6 +306,7 @@ def split(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, layou
         if shared:
             duplicates = find_duplicates(paths, map_db=db_rule, verify_checksum=verify_checksum,
                                          only=lambda db, key: (db, key_slot(key)) in shared)
+            keeper.close()
             keeper = Keeper(duplicates, on_duplicate)
             if duplicates:  # route again, keeping one copy of each duplicate
                 current.close()
@@ -319,6 +319,7 @@ def split(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, layou
         written = _write_all(Path(out_dir), [s.name for s in layout.shards], current.assemblers)
     finally:
         current.close()
+        keeper.close()
     report.keys_in = current.keys_in
     rewriter.fill(report, len(libraries.codes))
     report.duplicates, report.duplicates_dropped = len(keeper.duplicates), keeper.dropped

@@ -247,3 +247,19 @@ def test_outputs_never_replace_inputs_and_old_shards_go(snapshots, tmp_path: Pat
         merge([source], source)
     split([source], tmp_path / "d", SlotLayout.even(2))
     assert sorted(p.name for p in (tmp_path / "d").glob("*.rdb")) == ["shard-0001.rdb", "shard-0002.rdb"]
+
+
+@pytest.mark.parametrize("policy,kept", [("first", b"a"), ("last", b"b")])
+def test_many_duplicates_spill_to_disk(policy: str, kept: bytes, tmp_path: Path, monkeypatch) -> None:
+    """Past the in-memory limit, duplicate counts live in SQLite on disk; the policy still holds."""
+    from snaptool.jobs import dedupe
+    monkeypatch.setattr(dedupe, "_IN_MEMORY", 5)
+    a = _file(tmp_path / "a.rdb", "redis-7.0", {b"k%d" % i: b"a" for i in range(60)})
+    b = _file(tmp_path / "b.rdb", "redis-7.0", {b"k%d" % i: b"b" for i in range(30, 90)})
+    report = merge([a, b], tmp_path / "m.rdb", on_duplicate=policy)
+    assert report.duplicates == 30 and report.duplicates_dropped == 30 and report.keys_out == 90
+    values = {r.key: r.value() for r in records(tmp_path / "m.rdb")}
+    assert all(values[b"k%d" % i] == kept for i in range(30, 60))
+    assert values[b"k0"] == b"a" and values[b"k89"] == b"b"
+    with pytest.raises(SnaptoolError, match="30 keys appear in more than one place"):
+        merge([a, b], tmp_path / "e.rdb")
