@@ -22,7 +22,7 @@ from ..rdb.reader import RdbReader, open_input
 
 POLICIES = ("error", "first", "last")
 _PARTITIONS = 64
-_FLUSH_AT = 1 << 20  # bytes of digests held per partition before they go to its file
+_FLUSH_AT = 1 << 18  # bytes of digests held per partition (64 of them) before they go to its file
 _IN_MEMORY = 200_000  # repeated keys kept in a dict; more go to SQLite on disk
 _LISTED = 10
 _DIGEST = 16
