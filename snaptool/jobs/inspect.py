@@ -145,13 +145,16 @@ def inspect_file(path: str | os.PathLike, *, verify_checksum: bool = True,
         biggest = _Biggest(stats)
         if spread is not None:
             slot_keys, slot_bytes, sizes = spread.keys, spread.bytes, [0] * SIZE_BUCKETS
+        attributed = 0  # bytes of type+key+value already given to a database
         for item in reader.items(fast=type_mask(SCANNABLE) if spread is None else None, stats=stats):
             kind = type(item)
             if kind is Run:
                 db = _db(report, item.db)
                 db.keys += item.keys
                 db.expires += item.expires
-                db.bytes += len(item.raw)
+                total = sum(stats.type_bytes)  # the run's records, prefix opcodes excluded as for Records
+                db.bytes += total - attributed
+                attributed = total
                 report.keys += item.keys
                 report.expires += item.expires
                 for start, end in heapq.nlargest(TOP_KEYS, item.big, key=lambda se: se[1] - se[0]):
@@ -164,6 +167,7 @@ def inspect_file(path: str | os.PathLike, *, verify_checksum: bool = True,
                 db = _db(report, rec.db)
                 db.keys += 1
                 db.bytes += rec.size
+                attributed += rec.size
                 report.keys += 1
                 if rec.expire_ms is not None:
                     db.expires += 1

@@ -20,22 +20,15 @@ from ..rdb.targets import Target
 from ..rdb.writer import header_aux
 from ..storage.atomic import atomic_output
 from .dedupe import Keeper, find_duplicates
-from .rewrite import Libraries, RewriteCounts, Rewriter, passthrough_mask, prepare_outputs
+from .rewrite import CombineReport, Libraries, Rewriter, passthrough_mask, prepare_outputs
 from .split import choose_target, refuse_overwrite
 
 Progress = Callable[[int, int], None]
 
 
 @dataclass
-class MergeReport(RewriteCounts):
-    inputs: list[str]
-    output: str
-    target: str
-    rdb_version: int
-    keys_in: int = 0
-    keys_out: int = 0
-    duplicates: int = 0
-    duplicates_dropped: int = 0
+class MergeReport(CombineReport):
+    output: str = ""
     bytes: int = 0
     sha256: str = ""
     databases: list[int] = field(default_factory=list)
@@ -54,7 +47,7 @@ def merge(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *, on_
         with RdbReader(open_input(path), path=path) as reader:
             headers.append(reader.read_header())
     target = choose_target(headers, target)
-    report = MergeReport(paths, str(output), target.name, target.rdb_version)
+    report = MergeReport(paths, target.name, target.rdb_version, output=str(output))
     keeper = Keeper(find_duplicates(paths, verify_checksum=verify_checksum), on_duplicate)
     report.duplicates = len(keeper.duplicates)
     assembler = RdbAssembler(target)

@@ -73,6 +73,19 @@ class RewriteCounts:
     reencoded_by_type: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass
+class CombineReport(RewriteCounts):
+    """What split, reshard and merge report in common: several inputs into new files."""
+
+    inputs: list[str]
+    target: str
+    rdb_version: int
+    keys_in: int = 0
+    keys_out: int = 0
+    duplicates: int = 0
+    duplicates_dropped: int = 0
+
+
 class Libraries:
     """Function libraries gathered from several inputs: each kept once; a library defined
     differently in two inputs is an error (an engine loading both would refuse or pick one)."""

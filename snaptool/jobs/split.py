@@ -28,7 +28,7 @@ from ..rdb.slots import SlotLayout
 from ..rdb.targets import Target, rdb_target
 from ..rdb.writer import header_aux
 from .dedupe import Keeper, find_duplicates
-from .rewrite import Libraries, RewriteCounts, Rewriter, passthrough_mask, prepare_outputs
+from .rewrite import CombineReport, Libraries, Rewriter, passthrough_mask, prepare_outputs
 
 Progress = Callable[[int, int], None]
 
@@ -46,14 +46,7 @@ class ShardFile:
 
 
 @dataclass
-class SplitReport(RewriteCounts):
-    inputs: list[str]
-    target: str
-    rdb_version: int
-    keys_in: int = 0
-    keys_out: int = 0
-    duplicates: int = 0
-    duplicates_dropped: int = 0
+class SplitReport(CombineReport):
     shards: list[ShardFile] = field(default_factory=list)
     layout_file: str = ""
 

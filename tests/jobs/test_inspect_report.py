@@ -161,3 +161,15 @@ def test_cli_slots_json_and_text(built, tmp_path: Path) -> None:
     out = text.stdout.decode()
     assert "even split over 3 shards" in out and "imbalance (max/mean)" in out and "busiest slots" in out
     assert _snaptool("inspect", str(path), "--slots", "--shards", "0").returncode == 2
+
+
+def test_database_bytes_add_up_to_type_bytes_on_both_paths() -> None:
+    """Runs and single records count the same thing: type+key+value, prefix opcodes excluded."""
+    from pathlib import Path
+
+    from snaptool.jobs.inspect import inspect_file
+    fixture = Path(__file__).resolve().parents[2] / "fixtures" / "redis-6.2-lru.rdb"
+    fast, slow = inspect_file(fixture), inspect_file(fixture, shards=3)
+    for report in (fast, slow):
+        assert sum(db.bytes for db in report.databases.values()) == sum(r["bytes"] for r in report.by_type.values())
+    assert {db: s.bytes for db, s in fast.databases.items()} == {db: s.bytes for db, s in slow.databases.items()}
