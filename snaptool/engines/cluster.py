@@ -18,16 +18,13 @@ import os
 import re
 import time
 from typing import Any, Sequence
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
-from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
-from redis.connection import parse_url
-from redis.retry import Retry
 
 from ..errors import EngineError, SnaptoolError
 from ..rdb.slots import SLOTS, Shard, SlotLayout, compress, format_ranges, short_names
+from .address import NodeAddress
 from .discovery import Engine
 from .server import DEFAULT_START_TIMEOUT, EngineServer, EngineStartError
 
@@ -54,19 +51,6 @@ def _as_dict(value: Any) -> dict[str, Any]:
         return {_text(k): v for k, v in value.items()}
     items = list(value)
     return {_text(items[i]): items[i + 1] for i in range(0, len(items) - 1, 2)}
-
-
-def _redact(url: str) -> str:
-    """The URL without its password, for messages."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        user = parts.username or ""
-        netloc = f"{user}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-        return urlunsplit(parts._replace(netloc=netloc))
-    except ValueError:
-        return url
 
 
 def _merge(entries: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
@@ -96,17 +80,6 @@ def _cluster_info(client: redis.Redis) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------- read_layout
-
-def _connect(url: str, **overrides: Any) -> redis.Redis:
-    """A fail-fast client for ``url``; ``overrides`` (e.g. another host/port, same credentials and
-    TLS) win over the URL, which redis-py's from_url would not allow."""
-    try:
-        options = parse_url(url)
-    except ValueError as exc:
-        raise EngineError(f"invalid node URL {_redact(url)!r}: {exc}") from None
-    options.update(socket_connect_timeout=5, socket_timeout=30, retry=Retry(NoBackoff(), 0), **overrides)
-    return redis.Redis(connection_pool=redis.ConnectionPool(**options))
-
 
 def _primaries_from_shards(reply: Any) -> list[tuple[str, list[Range], str, int]]:
     """(node id, ranges, ip, port) of each shard's primary from CLUSTER SHARDS."""
@@ -144,16 +117,18 @@ def _migrations(client: redis.Redis) -> list[int]:
     return []
 
 
-def read_layout(url: str) -> SlotLayout:
-    """The slot layout of the live cluster that the node at ``url`` belongs to.
+def read_layout(address: NodeAddress | str) -> SlotLayout:
+    """The slot layout of the live cluster that the node at ``address`` belongs to.
 
     Shards are named after their primary's node id (first 8 characters) and ordered by first
     slot. Refuses (SnaptoolError) a cluster with unassigned or migrating slots: a snapshot split
     by such a layout would not match where the keys live. EngineError when the node cannot be
     reached or is not in cluster mode.
     """
-    where = _redact(url)
-    client = _connect(url)
+    if isinstance(address, str):
+        address = NodeAddress.parse(address)
+    where = address.redacted()
+    client = address.client()
     try:
         try:
             try:
@@ -173,16 +148,15 @@ def read_layout(url: str) -> SlotLayout:
     finally:
         client.close()
 
-    parts = urlsplit(url)
-    host = parts.hostname or "127.0.0.1"
     for node_id, _, ip, port in primaries:  # migration markers only show on the nodes involved
-        if not port or parts.scheme == "unix":
+        if not port:
             continue
-        other = _connect(url, host=ip or host, port=port)
+        other = address.with_endpoint(ip, port).client()
         try:
             migrating.update(_migrations(other))
         except (redis.RedisError, OSError) as exc:
-            log.warning("could not check %s:%s (%s) for migrating slots: %s", ip or host, port, node_id[:8], exc)
+            log.warning("could not check %s:%s (%s) for migrating slots: %s", ip or address.host, port,
+                        node_id[:8], exc)
         finally:
             other.close()
 
