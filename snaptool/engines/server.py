@@ -33,6 +33,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ..errors import EngineError
+from .address import NodeAddress
 from .discovery import Engine
 
 DEFAULT_START_TIMEOUT = 60.0
@@ -90,9 +91,9 @@ def _bindable(host: str, port: int) -> bool:
     return True
 
 
-def _quick_client(host: str, port: int, timeout: float) -> redis.Redis:
+def _quick_client(host: str, port: int, timeout: float, password: str | None = None) -> redis.Redis:
     """A client that fails fast: no retries, no backoff (redis-py retries by default)."""
-    return redis.Redis(host=host, port=port, socket_timeout=timeout, socket_connect_timeout=1,
+    return redis.Redis(host=host, port=port, password=password, socket_timeout=timeout, socket_connect_timeout=1,
                        retry=Retry(NoBackoff(), 0))
 
 
@@ -205,6 +206,17 @@ class EngineServer:
         return f"redis://{self.host}:{self.port}"
 
     @property
+    def password(self) -> str | None:
+        """The ``requirepass`` the node was started with (the default user's password)."""
+        return self.config.get("requirepass")
+
+    @property
+    def address(self) -> NodeAddress:
+        """Where to reach the node, with the default user's password."""
+        self._require_running()
+        return NodeAddress(self.host, self.port, password=self.password)
+
+    @property
     def pid(self) -> int | None:
         return self.process.pid if self.process is not None else None
 
@@ -272,7 +284,7 @@ class EngineServer:
     def _wait_ready(self, timeout: float, log_offset: int) -> None:
         assert self.process is not None
         deadline = time.monotonic() + timeout
-        client = _quick_client(self.host, self.port, 5)
+        client = _quick_client(self.host, self.port, 5, self.password)
         why = "no answer to PING"
         try:
             while True:
@@ -346,6 +358,7 @@ class EngineServer:
         """A redis-py client for database ``db``."""
         self._require_running()
         kwargs.setdefault("socket_timeout", 120)
+        kwargs.setdefault("password", self.password)
         return redis.Redis(host=self.host, port=self.port, db=db, decode_responses=decode_responses, **kwargs)
 
     def save(self) -> Path:
@@ -364,7 +377,7 @@ class EngineServer:
             return
         if proc.poll() is None:
             try:
-                client = _quick_client(self.host, self.port, 3)
+                client = _quick_client(self.host, self.port, 3, self.password)
                 try:
                     client.execute_command("SHUTDOWN", "NOSAVE")
                 except (redis.ConnectionError, redis.TimeoutError):
