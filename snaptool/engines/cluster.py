@@ -23,9 +23,10 @@ import redis
 from redis.cluster import RedisCluster
 
 from ..errors import EngineError, SnaptoolError
-from ..rdb.slots import SLOTS, Shard, SlotLayout, compress, format_ranges, short_names
+from ..rdb.slots import Shard, SlotLayout, compress, format_ranges, short_names
 from .address import NodeAddress
 from .discovery import Engine
+from .topology import require_settled
 from .server import DEFAULT_START_TIMEOUT, EngineServer, EngineStartError
 
 log = logging.getLogger(__name__)
@@ -160,30 +161,12 @@ def read_layout(address: NodeAddress | str) -> SlotLayout:
         finally:
             other.close()
 
-    owned = [r for _, ranges, _, _ in primaries for r in ranges]
-    covered = bytearray(SLOTS)
-    for start, end in owned:
-        covered[start:end + 1] = b"\1" * (end - start + 1)
-    problems = []
-    unassigned = compress(i for i in range(SLOTS) if not covered[i])
-    if unassigned:
-        problems.append(_phrase(unassigned, "assigned to no node"))
-    if migrating:
-        problems.append(_phrase(compress(migrating), "being migrated between nodes"))
-    if problems:
-        raise SnaptoolError(f"cluster at {where}: {'; '.join(problems)}; "
-                            "fix or finish the resharding before using its layout")
+    require_settled(where, [r for _, ranges, _, _ in primaries for r in ranges], migrating,
+                    "fix or finish the resharding before using its layout")
     names = short_names([node_id for node_id, _, _, _ in primaries])
     shards = [Shard(name, tuple(ranges)) for name, (_, ranges, _, _) in zip(names, primaries)]
     return SlotLayout(tuple(sorted(shards, key=lambda s: s.ranges[0])))
 
-
-def _phrase(ranges: list[Range], what: str) -> str:
-    single = len(ranges) == 1 and ranges[0][0] == ranges[0][1]
-    return f"slot {ranges[0][0]} is {what}" if single else f"slots {format_ranges(ranges)} are {what}"
-
-
-# --------------------------------------------------------------------------- LocalCluster
 
 class LocalCluster:
     """One engine node per shard file, in cluster mode on free loopback ports, slots assigned as the layout says."""

@@ -22,7 +22,7 @@ from ..errors import RdbError, SnaptoolError
 from ..rdb.assembler import RdbAssembler, Written
 from ..rdb.checksum import key_slot
 from ..rdb.fastscan import Route, Run
-from ..rdb.items import Aux, End, Function, Header, ModuleAux, Record, SlotImport
+from ..rdb.items import Aux, Function, Header, ModuleAux, Record, SlotImport
 from ..rdb.reader import RdbReader, open_input
 from ..rdb.slots import SlotLayout
 from ..rdb.targets import Target, rdb_target
