@@ -57,3 +57,25 @@ def file_progress(path: str | list[str], label: str, enabled: bool | None = None
 
     with bar:
         yield progress
+
+
+@contextlib.contextmanager
+def transfer_progress(enabled: bool | None = None) -> Iterator[Callable[[str, int | None], Callable[[int, int], None]]]:
+    """One bar per transfer (e.g. per shard of a cluster backup): ``bar_for(label, total)`` gives
+    that transfer's ``progress(bytes, keys)`` callback. Drawn only when stderr is a terminal."""
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled:
+        yield lambda label, total: (lambda done, keys: None)
+        return
+    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
+                               TransferSpeedColumn)
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                   TextColumn("{task.fields[keys]:,} keys"), TimeRemainingColumn(), transient=True)
+
+    def bar_for(label: str, total: int | None) -> Callable[[int, int], None]:
+        task = bar.add_task(label, total=total, keys=0)
+        return lambda done, keys: bar.update(task, completed=done, keys=keys)
+
+    with bar:
+        yield bar_for

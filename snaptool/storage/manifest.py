@@ -16,6 +16,7 @@ from importlib import metadata
 from typing import Any
 
 from ..errors import SnaptoolError
+from ..rdb.slots import Shard, SlotLayout
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -73,6 +74,7 @@ class FileEntry:
     databases: dict[int, DbStats]
     digest: str | None = None  # DEBUG DIGEST this file gives once loaded (when computed at backup)
     digest_engine: str | None = None
+    written_by: str | None = None  # the engine named in the file's AUX fields (redis-ver / valkey-ver)
     shard: str | None = None
     slots: list[list[int]] | None = None  # [[start, end], ...] for a cluster shard
     node: str | None = None  # redacted endpoint the file was taken from
@@ -111,6 +113,13 @@ class Manifest:
     @property
     def sharded(self) -> bool:
         return any(f.slots for f in self.files)
+
+    def layout(self) -> SlotLayout | None:
+        """The cluster layout a sharded snapshot was taken with (None for a standalone one)."""
+        if not self.sharded:
+            return None
+        return SlotLayout(tuple(Shard(f.shard or f"shard-{i + 1:04d}", tuple(tuple(r) for r in f.slots or ()))
+                                for i, f in enumerate(self.files)))
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -154,6 +154,7 @@ class Repository:
         except BaseException:
             with contextlib.suppress(Exception):
                 f.discard()  # abort the multipart upload: nothing becomes visible
+            f.closed = True  # so that garbage collection does not try to complete it
             raise
         self._call(relpath, f.close)
 
