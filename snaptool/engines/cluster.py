@@ -172,7 +172,7 @@ class LocalCluster:
     """One engine node per shard file, in cluster mode on free loopback ports, slots assigned as the layout says."""
 
     def __init__(self, engine: Engine, layout: SlotLayout, files: Sequence[str | os.PathLike | None], *,
-                 config: dict[str, str] | None = None, timeout: float = 60.0) -> None:
+                 config: dict[str, str] | None = None, timeout: float = 60.0, replicas: int = 0) -> None:
         layout.validate()
         self.files = list(files)
         if len(self.files) != len(layout.shards):
@@ -184,6 +184,9 @@ class LocalCluster:
         self.timeout = timeout
         self.node_ids: list[str] = []
         self.nodes: list[EngineServer] = self._make_nodes()
+        self.replicas = replicas
+        #: replica_nodes[i] are the replicas of nodes[i] (``replicas`` each, in sync once started)
+        self.replica_nodes: list[list[EngineServer]] = []
 
     def _make_nodes(self) -> list[EngineServer]:
         # loading a big shard file may take longer than forming the cluster: never less than the default
@@ -240,9 +243,10 @@ class LocalCluster:
                 for admin in admins[1:]:
                     admin.execute_command("CLUSTER", "MEET", first.host, first.port)
                 self._wait_converged(admins, node_ids)
+                self.node_ids = node_ids
+                self._add_replicas()
             except redis.RedisError as exc:
                 raise EngineError(f"setting up the local {self.engine.name} cluster failed: {exc}") from None
-            self.node_ids = node_ids
         except BaseException:
             self.stop()
             raise
@@ -308,14 +312,47 @@ class LocalCluster:
                                   f"{self.timeout:g}s ({why}); last log lines: {tails}")
             time.sleep(_POLL)
 
+    def _add_replicas(self) -> None:
+        """Start ``replicas`` empty nodes per shard, make each replicate its primary, wait for sync."""
+        first = self.nodes[0]
+        self.replica_nodes = [[EngineServer(self.engine, config=self.config, cluster=True, assign_slots=False)
+                               for _ in range(self.replicas)] for _ in self.nodes]
+        pending: list[tuple[redis.Redis, str]] = []
+        for primary_id, group in zip(self.node_ids, self.replica_nodes):
+            for replica in group:
+                replica.start()
+                admin = replica.client(socket_timeout=30)
+                admin.execute_command("CLUSTER", "MEET", first.host, first.port)
+                pending.append((admin, primary_id))
+        deadline = time.monotonic() + self.timeout
+        try:
+            for admin, primary_id in pending:
+                while True:
+                    try:  # the replica must have learnt about its primary through gossip first
+                        admin.execute_command("CLUSTER", "REPLICATE", primary_id)
+                        break
+                    except redis.ResponseError as exc:
+                        if time.monotonic() > deadline:
+                            raise EngineError(f"a replica could not follow its primary: {exc}") from None
+                        time.sleep(_POLL)
+            for admin, _ in pending:
+                while str(admin.info("replication").get("master_link_status")) != "up":
+                    if time.monotonic() > deadline:
+                        raise EngineError(f"a replica did not sync with its primary within {self.timeout:g}s")
+                    time.sleep(_POLL)
+        finally:
+            for admin, _ in pending:
+                admin.close()
+
     def stop(self) -> None:
         """Stop every node and remove its directory. Idempotent."""
-        for node in reversed(self.nodes):
+        for node in reversed([n for group in self.replica_nodes for n in group] + self.nodes):
             try:
                 node.stop()
             except Exception:  # noqa: BLE001 - stop the others regardless
                 log.exception("stopping %r failed", node)
         self.node_ids = []
+        self.replica_nodes = []
 
     def __enter__(self) -> LocalCluster:
         return self.start()
