@@ -1,0 +1,279 @@
+"""`backup`, `restore`, `drill`, `snapshots`, `show`, `forget`, `gc`: snapshots in a repository."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import click
+
+from ..engines.address import TlsOptions
+from ..errors import ValidationError
+from ..jobs.backup import BackupOptions, backup
+from ..jobs.drill import DrillCheck, drill
+from ..jobs.gc import gc
+from ..jobs.restore import RestoreOptions, restore
+from ..jobs.split import parse_db_map
+from ..rdb.slots import SlotLayout
+from ..rdb.targets import parse_target
+from ..storage.catalog import Catalog
+from ..storage.manifest import Manifest
+from ..storage.repository import Repository, S3Settings
+from .output import emit_json, human_bytes, transfer_progress
+
+_json = click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
+
+
+def repo_options(command: Callable) -> Callable:
+    """--repo and the S3 settings; the command receives ``repo`` (an opened Repository)."""
+    @click.option("--repo", "repo_url", envvar="SNAPTOOL_REPO", default="./snaptool-repo", show_default=True,
+                  help="Repository: a directory or s3://bucket/prefix (env SNAPTOOL_REPO).")
+    @click.option("--s3-region", help="S3 region (default: AWS_REGION / AWS_DEFAULT_REGION / the profile).")
+    @click.option("--s3-profile", help="AWS profile (default: AWS_PROFILE).")
+    @click.option("--s3-endpoint-url", help="S3-compatible endpoint (default: AWS_ENDPOINT_URL).")
+    @functools.wraps(command)
+    def wrapper(repo_url: str, s3_region: str | None, s3_profile: str | None, s3_endpoint_url: str | None,
+                **kwargs: Any) -> Any:
+        settings = S3Settings(region=s3_region, profile=s3_profile, endpoint_url=s3_endpoint_url)
+        return command(repo=Repository.open(repo_url, s3=settings), **kwargs)
+    return wrapper
+
+
+def node_options(command: Callable) -> Callable:
+    """How to log in to live nodes; the command receives ``login`` (tls, username, password)."""
+    @click.option("--user", help="ACL user (or put it in the URL: redis://user:pass@host:port).")
+    @click.option("--password-file", type=click.File("r"), help="Read the password from this file "
+                  "(or put it in the URL, or set REDISCLI_AUTH).")
+    @click.option("--tls-ca", type=click.Path(exists=True, dir_okay=False), help="CA certificate (implies TLS).")
+    @click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), help="Client certificate for TLS.")
+    @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="Client key for TLS.")
+    @click.option("--tls-insecure", is_flag=True, help="TLS without verifying the server's certificate.")
+    @functools.wraps(command)
+    def wrapper(user: str | None, password_file: Any, tls_ca: str | None, tls_cert: str | None,
+                tls_key: str | None, tls_insecure: bool, **kwargs: Any) -> Any:
+        tls = None
+        if tls_ca or tls_cert or tls_insecure:
+            tls = TlsOptions(ca_file=tls_ca, cert_file=tls_cert, key_file=tls_key, insecure=tls_insecure)
+        password = password_file.read().strip() if password_file is not None else None
+        return command(login={"tls": tls, "username": user, "password": password}, **kwargs)
+    return wrapper
+
+
+def _describe(m: Manifest) -> str:
+    shards = f"{len(m.files)} shards" if m.sharded else "1 file"
+    tags = f"  [{', '.join(m.tags)}]" if m.tags else ""
+    return (f"{m.id}  {m.kind:<9} {m.keys:>12,} keys {human_bytes(m.size):>11}  {shards:<10} "
+            f"{m.source.get('url', '')}{tags}")
+
+
+@click.command("backup")
+@click.argument("source")
+@repo_options
+@node_options
+@click.option("--tag", "tags", multiple=True, help="Label the snapshot (repeatable).")
+@click.option("--kind", type=click.Choice(["manual", "automatic"]), default="manual", show_default=True,
+              help="Retention treats automatic snapshots by age; manual ones stay until forgotten.")
+@click.option("--from-primary", is_flag=True, help="Cluster: read every shard from its primary, not a replica.")
+@click.option("--digest", is_flag=True, help="Also record each file's DEBUG DIGEST (decodes every value: slow).")
+@click.option("--timeout", type=float, default=60.0, show_default=True,
+              help="Seconds without data from a node before giving up.")
+@_json
+def backup_command(source: str, repo: Repository, login: dict, tags: tuple[str, ...], kind: str,
+                   from_primary: bool, digest: bool, timeout: float, as_json: bool) -> None:
+    """Back up an RDB file, a live node or a whole cluster into the repository.
+
+    \b
+    SOURCE is a file path or URL (file://, s3://, https://), a node redis://[user:pass@]host:port
+    (rediss:// for TLS), or any node of a cluster (every shard is taken, from replicas where up).
+    \b
+    Examples:
+      snaptool backup dump.rdb --repo /backups
+      snaptool backup redis://10.0.0.5:6379 --repo s3://bucket/redis --tag nightly --kind automatic
+      REDISCLI_AUTH=secret snaptool backup rediss://cache:6380 --tls-ca ca.pem
+    """
+    options = BackupOptions(kind=kind, tags=tags, from_primary=from_primary, digest=digest, timeout=timeout,
+                            **login)
+    with transfer_progress() as bar_for:
+        manifest = backup(source, repo, options, progress_for=bar_for)
+    if as_json:
+        emit_json(manifest.to_json())
+        return
+    click.echo(f"snapshot {manifest.id}: {manifest.keys:,} keys, {human_bytes(manifest.size)} in "
+               f"{len(manifest.files)} file(s), {manifest.seconds:.1f}s, stored in {repo.url}")
+
+
+@click.command("restore")
+@click.argument("snapshot", default="latest")
+@repo_options
+@node_options
+@click.option("--to", "to", help="A live node or cluster: redis://host:port (rediss:// for TLS).")
+@click.option("--to-dir", type=click.Path(file_okay=False), help="Write RDB files to start new nodes with.")
+@click.option("--shards", type=int, help="--to-dir: re-split into N shards.")
+@click.option("--slots", type=click.Path(dir_okay=False), help="--to-dir: re-split by this layout.")
+@click.option("--db-map", help="--to-dir with --shards/--slots: where keys of other databases go, e.g. 1:0.")
+@click.option("--target", help="Re-encode for this engine (e.g. redis-6.2) when it is older.")
+@click.option("--allow-lossy", is_flag=True, help="Drop what the target cannot hold instead of refusing.")
+@click.option("--replace", is_flag=True, help="--to: overwrite keys that already exist (RESTORE … REPLACE).")
+@click.option("--flush", is_flag=True, help="--to: FLUSHALL the target first.")
+@click.option("--validate", "validate_spec", default="all", show_default=True,
+              help="'all' keys, or 'sample:N' to compare N keys (counts are always complete).")
+@click.option("--engine", help="--to-dir: the engine that loads the files for validation.")
+@_json
+def restore_command(snapshot: str, repo: Repository, login: dict, to: str | None, to_dir: str | None,
+                    shards: int | None, slots: str | None, db_map: str | None, target: str | None, allow_lossy: bool, replace: bool,
+                    flush: bool, validate_spec: str, engine: str | None, as_json: bool) -> None:
+    """Restore a snapshot (id, unique prefix, or latest) into a live node/cluster or into files,
+    then prove the result equals the snapshot.
+
+    \b
+    Examples:
+      snaptool restore latest --to redis://127.0.0.1:6379
+      snaptool restore 20261126T0715 --to redis://10.0.0.7:7000 --flush
+      snaptool restore latest --to-dir seed/ --shards 6 --target redis-6.2
+    """
+    if shards is not None and slots is not None:
+        raise click.UsageError("give --shards or --slots, not both")
+    layout = SlotLayout.even(shards) if shards else SlotLayout.load(slots) if slots else None
+    options = RestoreOptions(to=to, to_dir=to_dir, layout=layout, db_map=parse_db_map(db_map), target=parse_target(target) if target else None,
+                             replace=replace, flush=flush, sample=_sample(validate_spec), engine=engine,
+                             allow_lossy=allow_lossy, **login)
+    with transfer_progress() as bar_for:
+        try:
+            report = restore(snapshot, repo, options, progress=bar_for("restore", None))
+        except ValidationError as exc:
+            if exc.report is not None:
+                click.echo(exc.report.table(), err=True)
+            raise
+    if as_json:
+        emit_json(report.to_json())
+    else:
+        rate = f", {report.keys_per_second:,.0f} keys/s" if report.keys_per_second and to else ""
+        skipped = f", {report.expired_skipped:,} already expired (skipped)" if report.expired_skipped else ""
+        click.echo(f"restored {report.snapshot} into {report.destination}: {report.restored:,} keys{skipped}"
+                   f"{rate}, {report.seconds:.1f}s")
+    if report.validation is not None:
+        click.echo(report.validation.summary(), err=True)
+
+
+def _sample(spec: str) -> int | None:
+    if spec == "all":
+        return None
+    if spec.startswith("sample:") and spec[7:].isdigit() and int(spec[7:]) > 0:
+        return int(spec[7:])
+    raise click.BadParameter("use 'all' or 'sample:N'", param_hint="--validate")
+
+
+@click.command("drill")
+@click.argument("snapshot", default="latest")
+@repo_options
+@click.option("--engine", help="Engine to restore into (default: the oldest one here that loads the snapshot).")
+@click.option("--target", help="Re-encode for this engine first (drills a restore into an older engine).")
+@click.option("--junit", type=click.Path(dir_okay=False), help="Also write the result as JUnit XML.")
+@_json
+def drill_command(snapshot: str, repo: Repository, engine: str | None, target: str | None, junit: str | None,
+                  as_json: bool) -> None:
+    """Restore drill for CI: fetch, check sha256 and CRC-64, load into throwaway engine node(s),
+    compare every key and the digest with the snapshot, tear down. Exit 0 pass, 4 fail.
+
+    \b
+    Example:
+      snaptool drill latest --repo s3://bucket/redis --junit drill.xml
+    """
+    def echo(check: DrillCheck) -> None:
+        if not as_json:
+            click.echo(f"  {'ok  ' if check.ok else 'FAIL'} {check.name:<40} {check.seconds:7.2f}s  "
+                       f"{check.message.splitlines()[0] if check.message else ''}", err=not check.ok)
+
+    report = drill(snapshot, repo, engine=engine, target=parse_target(target) if target else None, echo=echo)
+    if junit:
+        from ..storage.atomic import atomic_output
+        with atomic_output(junit) as f:
+            f.write(report.to_junit())
+    if as_json:
+        emit_json(report.to_json())
+    else:
+        click.echo(f"drill {report.snapshot} on {report.engine}: {'PASSED' if report.ok else 'FAILED'} "
+                   f"({report.keys:,} keys, {report.seconds:.1f}s)")
+    if not report.ok:
+        failed = next(c for c in report.checks if not c.ok)
+        raise ValidationError(f"drill failed at '{failed.name}': {failed.message.splitlines()[0]}")
+
+
+@click.command("snapshots")
+@repo_options
+@_json
+def snapshots_command(repo: Repository, as_json: bool) -> None:
+    """List the snapshots in the repository, oldest first; incomplete ones are marked."""
+    listing = Catalog(repo).list()
+    if as_json:
+        emit_json([{"id": e.id, "complete": e.complete, "problem": e.problem,
+                    **({"manifest": e.manifest.to_json()} if e.manifest else {})} for e in listing])
+        return
+    for entry in listing:
+        if entry.manifest is not None:
+            click.echo(_describe(entry.manifest))
+        else:
+            click.echo(f"{entry.id}  INCOMPLETE: {entry.problem} (never restored; `snaptool gc` removes it)")
+    if not listing:
+        click.echo(f"no snapshots in {repo.url}", err=True)
+
+
+@click.command("show")
+@click.argument("snapshot")
+@repo_options
+@_json
+def show_command(snapshot: str, repo: Repository, as_json: bool) -> None:
+    """Show one snapshot's manifest: source, files, checksums, counts per database."""
+    m = Catalog(repo).resolve(snapshot)
+    if as_json:
+        emit_json(m.to_json())
+        return
+    click.echo(_describe(m))
+    click.echo(f"  created {m.created} by {m.tool.get('name')} {m.tool.get('version')} in {m.seconds:.1f}s; "
+               f"source {m.source.get('type')} {m.source.get('engine') or ''}")
+    for f in m.files:
+        where = f" from {f.node} ({f.role})" if f.node else ""
+        slots = f" slots {','.join(f'{a}-{b}' for a, b in f.slots)}" if f.slots else ""
+        click.echo(f"  {f.name}  {f.magic}  {human_bytes(f.size)}  sha256 {f.sha256[:16]}…  crc64 {f.crc64}"
+                   f"{where}{slots}")
+        for db, stats in f.databases.items():
+            click.echo(f"      db{db}: {stats.keys:,} keys, {stats.expires:,} with expiry")
+
+
+@click.command("forget")
+@click.argument("snapshot")
+@repo_options
+@click.option("--dry-run", is_flag=True, help="Say what would be removed, remove nothing.")
+def forget_command(snapshot: str, repo: Repository, dry_run: bool) -> None:
+    """Remove one snapshot (its manifest first, then its files)."""
+    catalog = Catalog(repo)
+    m = catalog.resolve(snapshot)
+    if not dry_run:
+        catalog.forget(m.id)
+    click.echo(f"{'would remove' if dry_run else 'removed'} {m.id} ({human_bytes(m.size)})")
+
+
+@click.command("gc")
+@repo_options
+@click.option("--apply", "really", is_flag=True, help="Remove them (default: only list them).")
+@click.option("--min-age", type=float, default=3600, show_default=True,
+              help="Seconds: younger leftovers may be backups still running, and are kept.")
+@_json
+def gc_command(repo: Repository, really: bool, min_age: float, as_json: bool) -> None:
+    """Remove incomplete snapshots left by interrupted backups (a dry run unless --apply)."""
+    report = gc(repo, dry_run=not really, min_age_seconds=min_age)
+    if as_json:
+        emit_json(report.__dict__)
+        return
+    for sid in report.removed:
+        click.echo(f"removed {sid}")
+    for sid in report.would_remove:
+        click.echo(f"would remove {sid} (use --apply)")
+    for sid in report.kept_young:
+        click.echo(f"kept {sid}: younger than {min_age:.0f}s, may still be running")
+    if not (report.removed or report.would_remove or report.kept_young):
+        click.echo("nothing to clean up")
+
+
+COMMANDS = (backup_command, restore_command, drill_command, snapshots_command, show_command, forget_command,
+            gc_command)
