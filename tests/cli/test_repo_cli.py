@@ -1,0 +1,131 @@
+"""backup / snapshots / show / restore / drill / forget / gc as users run them, and how they fail."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from snaptool.rdb.builder import RdbBuilder
+from snaptool.rdb.targets import parse_target
+from test_cli import FIXTURES, assert_one_line_error, snaptool
+
+SAMPLE = FIXTURES / "redis-7.0.rdb"
+
+
+def test_the_whole_loop_from_the_command_line(tmp_path: Path, engine_server) -> None:
+    repo = str(tmp_path / "repo")
+    made = snaptool("backup", str(SAMPLE), "--repo", repo, "--tag", "ci", "--json")
+    assert made.returncode == 0, made.stderr
+    manifest = json.loads(made.stdout)
+    listed = json.loads(snaptool("snapshots", "--repo", repo, "--json").stdout)
+    assert [(e["id"], e["complete"]) for e in listed] == [(manifest["id"], True)]
+    shown = snaptool("show", manifest["id"][:18], "--repo", repo)
+    assert shown.returncode == 0 and manifest["files"][0]["sha256"][:16] in shown.stdout.decode()
+    junit = tmp_path / "drill.xml"
+    drilled = snaptool("drill", "--repo", repo, "--junit", str(junit))
+    assert drilled.returncode == 0, drilled.stderr
+    assert ET.parse(junit).getroot().get("failures") == "0"
+    target = engine_server("redis-7.0")
+    restored = snaptool("restore", "latest", "--repo", repo, "--to", target.url, "--json")
+    assert restored.returncode == 0, restored.stderr
+    report = json.loads(restored.stdout)
+    assert report["validation"]["ok"] and report["restored"] == target.client().dbsize() + \
+        sum(int(v["keys"]) for k, v in target.client().info("keyspace").items() if k != "db0")
+    again = snaptool("restore", "latest", "--repo", repo, "--to", target.url)
+    assert_one_line_error(again, 1, "not empty", "nothing was changed")
+    dry = snaptool("forget", manifest["id"], "--repo", repo, "--dry-run")
+    assert b"would remove" in dry.stdout and Path(repo, "snapshots", manifest["id"]).exists()
+    assert snaptool("forget", manifest["id"], "--repo", repo).returncode == 0
+    assert json.loads(snaptool("snapshots", "--repo", repo, "--json").stdout) == []
+
+
+def test_drill_of_a_corrupted_snapshot_exits_4(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    manifest = json.loads(snaptool("backup", str(SAMPLE), "--repo", str(repo), "--json").stdout)
+    stored = repo / "snapshots" / manifest["id"] / manifest["files"][0]["name"]
+    stored.write_bytes(stored.read_bytes()[:-100])
+    junit = tmp_path / "drill.xml"
+    result = snaptool("drill", "--repo", str(repo), "--junit", str(junit))
+    assert result.returncode == 4 and manifest["files"][0]["name"] in result.stderr.decode()
+    assert ET.parse(junit).getroot().get("failures") == "1"
+
+
+def test_wrong_password_is_one_line_without_the_password(engine_server, tmp_path: Path) -> None:
+    server = engine_server("redis-7.0", config={"requirepass": "right"})
+    result = snaptool("backup", f"redis://:wrong-one@127.0.0.1:{server.port}", "--repo", str(tmp_path / "r"))
+    line = assert_one_line_error(result, 1, "authentication", f"127.0.0.1:{server.port}")
+    assert "wrong-one" not in line
+
+
+def test_sigkill_mid_backup_leaves_an_incomplete_snapshot_that_gc_removes(tmp_path: Path) -> None:
+    """The source is a pipe fed slowly, so the backup is surely mid-transfer when it is killed."""
+    repo = str(tmp_path / "repo")
+    fifo = tmp_path / "source.rdb"
+    os.mkfifo(fifo)
+    proc = subprocess.Popen([sys.executable, "-m", "snaptool", "backup", str(fifo), "--repo", repo],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    data = SAMPLE.read_bytes()
+    with open(fifo, "wb") as feed:
+        feed.write(data[: len(data) // 2])
+        feed.flush()
+        deadline = time.monotonic() + 20
+        while not list(Path(repo).glob("snapshots/*/*.part-*")):  # the upload has started
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    listed = snaptool("snapshots", "--repo", repo).stdout.decode()
+    assert "INCOMPLETE" in listed
+    assert snaptool("restore", "latest", "--repo", repo, "--to-dir", str(tmp_path / "x")).returncode == 1
+    kept = snaptool("gc", "--repo", repo)  # younger than an hour: may still be running
+    assert b"kept" in kept.stdout and Path(repo, "snapshots").iterdir()
+    removed = snaptool("gc", "--repo", repo, "--apply", "--min-age", "0")
+    assert b"removed" in removed.stdout and not list(Path(repo, "snapshots").iterdir())
+    assert snaptool("backup", str(SAMPLE), "--repo", repo).returncode == 0
+
+
+def _limit_file_size() -> None:  # in the child: writes beyond 64 KB fail with EFBIG, as on a full disk
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, 64 << 10))
+
+
+def test_a_write_failure_leaves_nothing(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    result = subprocess.run([sys.executable, "-m", "snaptool", "backup", str(SAMPLE), "--repo", str(repo)],
+                            capture_output=True, preexec_fn=_limit_file_size, timeout=120)
+    assert_one_line_error(result, 1, "File too large")
+    assert not list(repo.glob("snapshots/*"))  # no partial file, no incomplete directory
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path):
+    """A 1 MiB tmpfs: a real ENOSPC. Needs the right to mount (root); skipped elsewhere."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_a_full_disk_leaves_nothing_and_the_next_backup_works(full_disk: Path, tmp_path: Path) -> None:
+    big = tmp_path / "big.rdb"
+    with open(big, "wb") as out:
+        builder = RdbBuilder(out, parse_target("redis-7.0"))
+        for i in range(20000):
+            builder.add(f"key:{i}".encode(), "string", os.urandom(100))
+        builder.finish()
+    result = snaptool("backup", str(big), "--repo", str(full_disk / "repo"))
+    assert_one_line_error(result, 1, "No space left on device")
+    assert not list((full_disk / "repo").glob("snapshots/*"))
+    assert snaptool("backup", str(SAMPLE), "--repo", str(full_disk / "repo")).returncode == 0
