@@ -9,7 +9,11 @@
 5. `snaptool split` the snapshot into 3 shard files (databases 1 and 5 mapped onto 0, as a
    cluster holds only db 0), which starts a local 3-node Valkey cluster on the files and checks
    every key on the node that owns it; then `snaptool merge` the shards back into one file,
-   checked on a standalone node.
+   checked on a standalone node;
+6. `snaptool backup` the live Valkey node into a local repository (through the replication
+   protocol), `snaptool restore` it into a fresh node (validated key by key), start a live 3-node
+   cluster on the split shards, back the whole cluster up, restore that snapshot into a fresh,
+   empty 3-node cluster (validated), and run `snaptool drill` on both snapshots.
 Everything lands in ./demo-out; the exit code is non-zero if any check fails.
 """
 
@@ -21,11 +25,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from snaptool.engines.cluster import LocalCluster
 from snaptool.engines.discovery import find_engine
 from snaptool.engines.sample import populate
 from snaptool.engines.server import EngineServer
+from snaptool.rdb.slots import SlotLayout
 
 OUT = Path("demo-out")
+REPO = OUT / "repo"
 SNAPTOOL = [sys.executable, "-m", "snaptool"]
 
 
@@ -45,6 +52,31 @@ def check(label: str, ok: bool) -> bool:
     return ok
 
 
+def backup_and_restore(valkey, node_snapshot: str, shards: Path) -> list[bool]:
+    """Step 6: the repository loop — node and cluster backups, restores, drills."""
+    results = []
+    with EngineServer(valkey) as fresh:
+        out = json.loads(run("restore", node_snapshot, "--repo", str(REPO), "--to", fresh.url, "--json"))
+        results.append(check(f"restored {out['restored']} keys into a fresh node at {out['keys_per_second']:,} keys/s, "
+                             "every key validated", out["validation"]["ok"]))
+    layout = SlotLayout.load(str(shards / "layout.json"))
+    files = [str(shards / f"{s.name}.rdb") for s in layout.shards]
+    with LocalCluster(valkey, layout, files) as cluster:
+        snap = json.loads(run("backup", cluster.url, "--repo", str(REPO), "--tag", "demo", "--json"))
+    results.append(check(f"backed up a live 3-node cluster: {len(snap['files'])} shard files in one snapshot",
+                         len(snap["files"]) == 3))
+    with LocalCluster(valkey, SlotLayout.even(3), [None] * 3) as empty:
+        out = json.loads(run("restore", snap["id"], "--repo", str(REPO), "--to", empty.url, "--json"))
+        results.append(check(f"restored the cluster snapshot into a fresh 3-node cluster ({out['restored']} keys), "
+                             "every key validated on its node", out["validation"]["ok"]))
+    run("snapshots", "--repo", str(REPO))
+    for snapshot in (node_snapshot, snap["id"]):
+        junit = OUT / f"drill-{snapshot}.xml"
+        done = subprocess.run([*SNAPTOOL, "drill", snapshot, "--repo", str(REPO), "--junit", str(junit)])
+        results.append(check(f"drill {snapshot}: JUnit report in {junit}", done.returncode == 0))
+    return results
+
+
 def main() -> int:
     shutil.rmtree(OUT, ignore_errors=True)
     OUT.mkdir()
@@ -56,6 +88,7 @@ def main() -> int:
         snapshot = OUT / "valkey-8.1.rdb"
         shutil.copy(source.save(), snapshot)
         digest_live = live_digest(source)
+        node_backup = json.loads(run("backup", source.url, "--repo", str(REPO), "--tag", "demo", "--json"))
 
     run("inspect", str(snapshot))
     offline = run("digest", str(snapshot), "--engine", "valkey-8.1").strip()
@@ -78,6 +111,7 @@ def main() -> int:
     out = run("merge", *sorted(str(p) for p in shards.glob("*.rdb")), "-o", str(OUT / "merged.rdb"),
               "--engine", "valkey-8.1", "--json")
     results.append(check("merged the shards back, validated on a standalone node", json.loads(out)["validation"]["ok"]))
+    results += backup_and_restore(valkey, node_backup["id"], shards)
     print(f"\nfiles in {OUT}/: {', '.join(sorted(p.name for p in OUT.iterdir()))}")
     return 0 if all(results) else 1
 
