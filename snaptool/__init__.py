@@ -5,23 +5,33 @@ Everything the command line does is a function here::
     import snaptool
     snaptool.convert("dump.rdb", "old.rdb", snaptool.parse_target("redis-6.2"), allow_lossy=True)
     snaptool.split(["dump.rdb"], "shards/", snaptool.SlotLayout.even(3))
+    repo = snaptool.Repository.open("s3://bucket/redis")
+    snaptool.backup("redis://10.0.0.5:6379", repo)
+    snaptool.restore("latest", repo, snaptool.RestoreOptions(to="redis://127.0.0.1:6379"))
 """
 
 from .errors import (ChecksumError, EngineError, LossyConversionError, RdbError, SnaptoolError,
                      UnsupportedError, ValidationError)
+from .jobs.backup import BackupOptions, backup
 from .jobs.convert import convert
 from .jobs.digest import digest_file
+from .jobs.drill import drill
 from .jobs.export import export_file
 from .jobs.inspect import inspect_file
+from .jobs.gc import gc
 from .jobs.merge import merge
+from .jobs.restore import RestoreOptions, restore
 from .jobs.split import split
 from .rdb.builder import RdbBuilder
 from .rdb.reader import RdbReader
 from .rdb.slots import SlotLayout
 from .rdb.targets import parse_target
+from .storage.catalog import Catalog
+from .storage.repository import Repository, S3Settings
 
 __all__ = [
-    "ChecksumError", "EngineError", "LossyConversionError", "RdbBuilder", "RdbError", "RdbReader",
-    "SlotLayout", "SnaptoolError", "UnsupportedError", "ValidationError", "convert", "digest_file",
-    "export_file", "inspect_file", "merge", "parse_target", "split",
+    "BackupOptions", "Catalog", "ChecksumError", "EngineError", "LossyConversionError", "RdbBuilder", "RdbError",
+    "RdbReader", "Repository", "RestoreOptions", "S3Settings", "SlotLayout", "SnaptoolError",
+    "UnsupportedError", "ValidationError", "backup", "convert", "digest_file", "drill", "export_file", "gc",
+    "inspect_file", "merge", "parse_target", "restore", "split",
 ]
