@@ -17,6 +17,7 @@ import pytest
 from snaptool.rdb.builder import RdbBuilder
 from snaptool.rdb.targets import parse_target
 from test_cli import FIXTURES, assert_one_line_error, snaptool
+from tls_certs import make_certs, tls_server
 
 SAMPLE = FIXTURES / "redis-7.0.rdb"
 
@@ -129,3 +130,28 @@ def test_a_full_disk_leaves_nothing_and_the_next_backup_works(full_disk: Path, t
     assert_one_line_error(result, 1, "No space left on device")
     assert not list((full_disk / "repo").glob("snapshots/*"))
     assert snaptool("backup", str(SAMPLE), "--repo", str(full_disk / "repo")).returncode == 0
+
+
+def test_tls_and_an_acl_user_end_to_end(engine_server, get_engine, tmp_path: Path) -> None:
+    """Back up over TLS as a least-privilege ACL user, restore over TLS, validated."""
+    engine = get_engine("redis-7.0")
+    certs = make_certs(tmp_path / "certs")
+    source, source_tls = tls_server(engine_server, engine, certs)
+    admin = source.client()
+    admin.execute_command("ACL", "SETUSER", "backup", "on", ">pw", "-@all", "+psync", "+replconf", "+info")
+    for i in range(1000):
+        admin.set(f"k{i}", i)
+    repo = str(tmp_path / "repo")
+    made = snaptool("backup", f"rediss://backup:pw@127.0.0.1:{source_tls}", "--tls-ca", certs["ca"],
+                    "--repo", repo, "--json")
+    assert made.returncode == 0, made.stderr
+    manifest = json.loads(made.stdout)
+    assert manifest["source"]["url"] == f"rediss://backup@127.0.0.1:{source_tls}" and manifest["files"][0]["databases"]["0"]["keys"] == 1000
+    target, target_tls = tls_server(engine_server, engine, certs)
+    done = snaptool("restore", "latest", "--repo", repo, "--to", f"rediss://127.0.0.1:{target_tls}",
+                    "--tls-ca", certs["ca"], "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["validation"]["ok"] and target.client().dbsize() == 1000
+    wrong_ca = make_certs(tmp_path / "other")["ca"]
+    refused = snaptool("backup", f"rediss://backup:pw@127.0.0.1:{source_tls}", "--tls-ca", wrong_ca, "--repo", repo)
+    assert_one_line_error(refused, 1, "certificate verify failed", f"127.0.0.1:{source_tls}")

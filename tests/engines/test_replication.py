@@ -19,7 +19,7 @@ from snaptool.engines.address import NodeAddress, TlsOptions
 from snaptool.engines.discovery import Engine
 from snaptool.engines.replication import MARK_LEN, RdbStream, open_rdb_stream
 from snaptool.engines.sample import populate
-from snaptool.engines.server import EngineServer, EngineStartError, free_port
+from snaptool.engines.server import EngineServer, free_port
 from snaptool.errors import EngineError
 from snaptool.jobs.digest import digest_file, digest_records
 from snaptool.rdb.checksum import crc64
@@ -27,7 +27,7 @@ from snaptool.rdb.items import Record
 from snaptool.rdb.reader import RdbReader
 from snaptool.rdb.targets import parse_target
 
-from tls_certs import make_ca, make_certs
+from tls_certs import make_ca, make_certs, tls_server
 
 DISK = {"repl-diskless-sync": "no"}
 DISKLESS = {"repl-diskless-sync": "yes", "repl-diskless-sync-delay": "0"}
@@ -220,24 +220,9 @@ def test_acl_user_with_only_replica_rights(engine_server: StartServer, tmp_path:
 
 
 # ---------------------------------------------------------------------------------------- TLS
-def tls_server(engine_server: StartServer, engine: Engine, certs: dict[str, str], *,
-               auth_clients: str = "no") -> tuple[EngineServer, int]:
-    """A node with a TLS port next to its plain one; skips on engines built without TLS."""
-    port = free_port()
-    config = {**DISKLESS, "tls-port": str(port), "tls-cert-file": certs["cert"],
-              "tls-key-file": certs["key"], "tls-ca-cert-file": certs["ca"],
-              "tls-auth-clients": auth_clients}
-    try:
-        return engine_server(engine, config=config), port
-    except EngineStartError as exc:
-        if any("tls" in line.lower() for line in exc.log_tail):
-            pytest.skip(f"{engine.name} is built without TLS support")
-        raise
-
-
 def test_tls(each_engine: Engine, engine_server: StartServer, tmp_path: Path) -> None:
     certs = make_certs(tmp_path / "certs")
-    server, port = tls_server(engine_server, each_engine, certs)
+    server, port = tls_server(engine_server, each_engine, certs, config=DISKLESS)
     populate(server.client, each_engine)
     address = NodeAddress(server.host, port, tls=TlsOptions(ca_file=certs["ca"]))
     stream = open_rdb_stream(address)
@@ -253,7 +238,7 @@ def test_tls(each_engine: Engine, engine_server: StartServer, tmp_path: Path) ->
 
 def test_mutual_tls(each_engine: Engine, engine_server: StartServer, tmp_path: Path) -> None:
     certs = make_certs(tmp_path / "certs")
-    server, port = tls_server(engine_server, each_engine, certs, auth_clients="yes")
+    server, port = tls_server(engine_server, each_engine, certs, auth_clients="yes", config=DISKLESS)
     server.client().set("k", "v")
     with_cert = NodeAddress(server.host, port, tls=TlsOptions(ca_file=certs["ca"], cert_file=certs["client_cert"],
                                                               key_file=certs["client_key"]))

@@ -11,10 +11,16 @@ import datetime
 import ipaddress
 from pathlib import Path
 
+from typing import Callable
+
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from snaptool.engines.discovery import Engine
+from snaptool.engines.server import EngineServer, EngineStartError, free_port
 
 
 def _name(common_name: str) -> x509.Name:
@@ -92,3 +98,18 @@ def make_certs(directory: str | Path) -> dict[str, str]:
 
 
 __all__ = ["make_ca", "make_certs"]
+
+
+def tls_server(engine_server: Callable[..., EngineServer], engine: Engine, certs: dict[str, str], *,
+               auth_clients: str = "no", config: dict[str, str] | None = None) -> tuple[EngineServer, int]:
+    """A node with a TLS port next to its plain one; skips on engines built without TLS."""
+    port = free_port()
+    config = {**(config or {}), "tls-port": str(port), "tls-cert-file": certs["cert"],
+              "tls-key-file": certs["key"], "tls-ca-cert-file": certs["ca"],
+              "tls-auth-clients": auth_clients}
+    try:
+        return engine_server(engine, config=config), port
+    except EngineStartError as exc:
+        if any("tls" in line.lower() for line in exc.log_tail):
+            pytest.skip(f"{engine.name} is built without TLS support")
+        raise
