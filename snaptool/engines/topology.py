@@ -134,6 +134,6 @@ def read_topology(address: NodeAddress) -> list[ClusterShard]:
         for node in _cluster_nodes(address.with_endpoint(primary.host, primary.port)):
             migrating.update(node.migrating)
     require_settled(str(address), [r for p in primaries for r in p.ranges], migrating,
-                    "back it up once the resharding has finished")
+                    "wait until the resharding has finished")
     shards = [ClusterShard(p, [n for n in nodes if n.primary_id == p.node_id]) for p in primaries]
     return sorted(shards, key=lambda s: s.ranges[0])

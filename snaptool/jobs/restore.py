@@ -173,6 +173,11 @@ def _to_live(manifest: Manifest, fetched: list[Fetched], options: RestoreOptions
     paths = [f.path for f in fetched]
     with RestoreLoader(address, replace=options.replace, target=options.target,
                        allow_lossy=options.allow_lossy) as loader:
+        other_dbs = sorted({db for f in manifest.files for db in f.databases if db != 0})
+        if loader.cluster and other_dbs:
+            raise SnaptoolError(f"{address} is a cluster, which holds only database 0, but the snapshot has keys in "
+                                f"database(s) {', '.join(map(str, other_dbs))}; nothing was changed. Restore into a "
+                                "standalone node, or use --to-dir with --shards/--slots and --db-map")
         busy = loader.nonempty()
         if busy and options.flush:
             loader.flush_all()

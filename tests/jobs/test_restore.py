@@ -46,8 +46,8 @@ def test_node_backup_restores_into_a_node_of_each_engine(each_engine, get_engine
     assert out.validation.ok and Path(out.files[0]).name == "dump.rdb"
 
 
-def test_cluster_backup_restores_into_other_shapes(get_engine, engine_server, repo, tmp_path: Path) -> None:
-    engine = get_engine("valkey-8.1")
+def test_cluster_backup_restores_into_other_shapes(each_engine, engine_server, repo, tmp_path: Path) -> None:
+    engine = each_engine
     with LocalCluster(engine, SlotLayout.even(3), [None] * 3) as cluster:
         client = cluster.client()
         for i in range(2000):
@@ -66,6 +66,31 @@ def test_cluster_backup_restores_into_other_shapes(get_engine, engine_server, re
     same = restore("latest", repo, RestoreOptions(to_dir=str(tmp_path / "three")))
     assert [Path(f).name for f in same.files] == ["shard-0001.rdb", "shard-0002.rdb", "shard-0003.rdb"]
     assert (tmp_path / "three" / "layout.json").exists() and same.validation.ok
+
+
+def test_a_multi_db_snapshot_is_refused_by_a_cluster_before_any_write(get_engine, engine_server, repo) -> None:
+    engine = get_engine("redis-7.0")
+    source = engine_server(engine)
+    populate(source.client, engine)  # databases 0, 1 and 5
+    backup(source.url, repo)
+    with LocalCluster(engine, SlotLayout.even(2), [None] * 2) as cluster:
+        with pytest.raises(SnaptoolError, match=r"database\(s\) 1, 5; nothing was changed"):
+            restore("latest", repo, RestoreOptions(to=cluster.url))
+        assert sum(n.client().dbsize() for n in cluster.nodes) == 0
+
+
+def test_a_node_snapshot_restores_into_a_cluster(each_engine, engine_server, repo) -> None:
+    source = engine_server(each_engine)
+    client = source.client()
+    client.execute_command("DEBUG", "POPULATE", 3000, "str", 20)
+    for i in range(300):
+        client.rpush(f"list:{i}", *range(i % 7 + 1))
+        client.zadd(f"zset:{i}", {f"m{j}": j / 3 for j in range(i % 5 + 1)})
+        client.pexpire(f"list:{i}", 10_000_000)
+    manifest = backup(source.url, repo)
+    with LocalCluster(each_engine, SlotLayout.even(3), [None] * 3) as cluster:
+        report = restore(manifest.id, repo, RestoreOptions(to=cluster.url))
+        assert report.restored == 3600 and report.validation.ok
 
 
 def test_a_non_empty_target_is_refused_and_left_alone(get_engine, engine_server, repo) -> None:

@@ -1,0 +1,475 @@
+"""Prove that a live node or cluster holds exactly what a snapshot holds.
+
+Every key the snapshot holds (minus those expired by the time the check starts, and empty
+collections, which loaders skip) is looked up on the node that owns it: a standalone node in the
+key's database, or in a cluster (database 0 only, whatever database a key came from) the primary
+that owns the key's slot, found with CLUSTER NODES and reached with the same credentials and TLS
+settings. Keys are compared in one of two ways:
+
+* ``digest``: ``DEBUG DIGEST-VALUE`` on the node against the digest computed offline from the
+  record with the engine's own rules (:mod:`snaptool.rdb.digest`); cheap for the node and exact;
+* ``reads``: type-aware reads compared with the decoded record (:mod:`snaptool.engines.reads`),
+  for nodes that refuse DEBUG, as managed services do.
+
+``auto`` probes DEBUG once per primary and picks digest when every one answers. Expiry times are
+compared in both modes (PEXPIRETIME where the engine has it, else PTTL within a tolerance). Counts
+are always complete, also when only a sample of keys is compared: expected keys per database
+against INFO keyspace, and in a cluster expected keys per slot against CLUSTER COUNTKEYSINSLOT on
+the slot's owner, plus keys a node holds in slots it does not own.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from array import array
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterable
+
+import redis
+
+from ..engines.address import NodeAddress
+from ..engines.reads import Command, Reader, ServerTraits, compare_stream_meta, compare_value, info_fields, \
+    pipelined, raw_client, require, resume, run_pipelined
+from ..engines.topology import is_cluster, read_topology
+from ..errors import EngineError, SnaptoolError
+from ..rdb.checksum import key_slot
+from ..rdb.digest import value_digest
+from ..rdb.items import Record
+from ..rdb.slots import SLOTS
+from ..rdb.targets import ENGINES, Target
+from ..rdb.values import is_empty
+from .digest import digest_value_input
+
+MODES = ("auto", "digest", "reads")
+_BATCH_KEYS = 500
+_BATCH_BYTES = 4 << 20  # serialized record bytes per pipelined batch: bounds the replies in flight
+_SAMPLE_SEED = 20240611
+_ZERO = b"0" * 40
+_PROBE_KEY = b"snaptool:probe"
+_KINDS = (b"string", b"list", b"set", b"zset", b"hash", b"stream")
+_PROBLEMS_LISTED = 20
+_SLOTS_LISTED = 8
+
+# what one key's comparison found
+EQUAL, MISSING, DIFFERENT, NOT_COMPARED, EXPIRED = "equal", "missing", "different", "not compared", "expired"
+
+
+@dataclass
+class ValidationReport:
+    """What a validation compared and what it found; ``ok`` only when the target holds exactly the
+    snapshot (every compared key equal, nothing extra or misplaced, every count the same)."""
+
+    engine: str
+    target: str = ""  # where (a redacted URL), empty for local throwaway engines
+    mode: str = "digest"  # "digest" (DEBUG DIGEST-VALUE) or "reads" (type-aware reads)
+    sample: int | None = None  # keys compared were a uniform sample of this size
+    checked: int = 0
+    equal: int = 0
+    missing: int = 0
+    different: int = 0
+    extra: int = 0
+    misplaced: int = 0  # keys a cluster node holds in slots it does not own
+    not_compared: int = 0  # module values: present, but their content cannot be read back
+    expired_skipped: int = 0
+    live_keys: int = 0
+    expected_per_db: dict[int, int] = field(default_factory=dict)
+    live_per_db: dict[int, int] = field(default_factory=dict)
+    slots_mismatched: int = 0
+    slot_mismatches: list[tuple[int, int, int]] = field(default_factory=list)  # (slot, expected, live)
+    digest_expected: str | None = None
+    digest_live: str | None = None
+    problems: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def counts_match(self) -> bool:
+        dbs = set(self.expected_per_db) | set(self.live_per_db)
+        return all(self.expected_per_db.get(db, 0) == self.live_per_db.get(db, 0) for db in dbs)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.different or self.extra or self.misplaced or self.slots_mismatched) \
+            and self.counts_match and self.digest_expected == self.digest_live
+
+    def note(self, problem: str) -> None:
+        if len(self.problems) < _PROBLEMS_LISTED:
+            self.problems.append(problem)
+
+    def summary(self) -> str:
+        verdict = "validated" if self.ok else "VALIDATION FAILED"
+        sampled = f" (a sample of {self.sample:,})" if self.sample is not None else ""
+        where = f" at {self.target}" if self.target else ""
+        return (f"{verdict} on {self.engine}{where}: {self.checked:,} checked{sampled}, {self.equal:,} equal, "
+                f"{self.missing:,} missing, {self.different:,} different, {self.extra:,} extra"
+                + (f", {self.misplaced:,} misplaced" if self.misplaced else "")
+                + (f", {self.not_compared:,} not compared" if self.not_compared else "")
+                + ("" if self.counts_match else ", key counts differ"))
+
+    def table(self) -> str:
+        rows = [("checked", self.checked), ("equal", self.equal), ("missing", self.missing),
+                ("different", self.different), ("extra", self.extra), ("misplaced", self.misplaced),
+                ("not compared", self.not_compared), ("expired, skipped", self.expired_skipped)]
+        lines = [f"  {name:<18}{value:>14,}" for name, value in rows]
+        how = self.mode + (f", a sample of {self.sample:,} keys" if self.sample is not None else "")
+        lines.append(f"  {'compared by':<18}{how:>14}")
+        for db in sorted(set(self.expected_per_db) | set(self.live_per_db)):
+            expected, live = self.expected_per_db.get(db, 0), self.live_per_db.get(db, 0)
+            mark = "" if expected == live else "  !"
+            lines.append(f"  db{db:<16}{expected:>14,} expected {live:>12,} live{mark}")
+        if self.slots_mismatched:
+            listed = ", ".join(f"{s} ({e} expected, {n} live)" for s, e, n in self.slot_mismatches)
+            more = self.slots_mismatched - len(self.slot_mismatches)
+            lines.append(f"  ! {self.slots_mismatched} slots hold other key counts: {listed}"
+                         + (f" and {more} more" if more > 0 else ""))
+        if self.digest_expected is not None:
+            lines.append(f"  digest expected   {self.digest_expected}")
+            lines.append(f"  digest live       {self.digest_live}")
+        lines += [f"  ! {p}" for p in self.problems]
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as JSON-ready data (``--json``), ``ok`` included."""
+        data = asdict(self)
+        data["expected_per_db"] = {str(db): n for db, n in self.expected_per_db.items()}
+        data["live_per_db"] = {str(db): n for db, n in self.live_per_db.items()}
+        data["slot_mismatches"] = [list(x) for x in self.slot_mismatches]
+        return {**data, "ok": self.ok}
+
+
+def validate_live(address: NodeAddress, records: Iterable[Record], *, mode: str = "auto",
+                  sample: int | None = None, ttl_tolerance_ms: int = 2000,
+                  progress: Callable[[int, int], None] | None = None) -> ValidationReport:
+    """Compare the live node or cluster at ``address`` with the snapshot ``records``.
+
+    ``mode``: "digest", "reads" or "auto" (digest when every primary answers DEBUG). ``sample=N``
+    compares N keys chosen uniformly at random (seeded, reproducible) instead of every key; counts
+    stay complete. ``ttl_tolerance_ms`` applies where only PTTL (a relative TTL) is available.
+    ``progress(offset, checked)`` is told how far it got. EngineError when a node cannot be
+    reached or refuses a command the comparison needs.
+    """
+    if mode not in MODES:
+        raise SnaptoolError(f"unknown validation mode {mode!r} (auto, digest or reads)")
+    if sample is not None and sample < 1:
+        raise SnaptoolError(f"a sample needs at least one key, not {sample}")
+    started = time.monotonic()
+    deployment = _Deployment(address)
+    try:
+        report = _run(deployment, records, mode, sample, ttl_tolerance_ms, progress)
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise EngineError(f"lost the connection to {address}: {exc}") from None
+    except redis.RedisError as exc:  # INFO or a probe refused (ACLs, renamed commands)
+        raise EngineError(f"{address} refused a command validation needs: {exc}") from None
+    finally:
+        deployment.close()
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _run(deployment: _Deployment, records: Iterable[Record], mode: str, sample: int | None, tolerance: int,
+         progress: Callable[[int, int], None] | None) -> ValidationReport:
+    traits = ServerTraits.read(deployment.client(0, 0))
+    report = ValidationReport(traits.name, target=str(deployment.address), mode=_choose_mode(mode, deployment),
+                              sample=sample)
+    checker = _Checker(deployment, traits, report, tolerance)
+    reservoir = _Reservoir(sample) if sample is not None else None
+    now_ms = int(time.time() * 1000)
+    for record in records:
+        if record.expire_ms is not None and record.expire_ms < now_ms:
+            report.expired_skipped += 1
+            record.release()
+        elif is_empty(record):  # loaders skip empty collections
+            record.release()
+        else:
+            where = deployment.route(record)
+            checker.expect(record, +1)
+            if reservoir is None:
+                checker.add(where, record)  # released once compared
+            elif (dropped := reservoir.offer((where, record))) is not None:
+                dropped[1].release()
+        if progress is not None:
+            progress(record.offset + record.size, report.checked)
+    for where, record in reservoir.items if reservoir is not None else ():
+        checker.add(where, record)
+    checker.flush()
+    _count_live(deployment, checker)
+    return report
+
+
+def _choose_mode(mode: str, deployment: _Deployment) -> str:
+    """Digest when every primary answers DEBUG DIGEST-VALUE (remote and managed nodes usually refuse it)."""
+    if mode == "reads":
+        return mode
+    for index, node in enumerate(deployment.nodes):
+        try:
+            deployment.client(index, 0).execute_command("DEBUG", "DIGEST-VALUE", _PROBE_KEY)
+        except redis.ResponseError as exc:
+            if mode == "digest":
+                raise EngineError(f"{node} refuses DEBUG DIGEST-VALUE ({exc}); validate with reads") from None
+            return "reads"
+    return "digest"
+
+
+class _Deployment:
+    """The primaries that hold the data: one standalone node (every database) or each primary of a
+    cluster (database 0, keys routed by slot)."""
+
+    def __init__(self, address: NodeAddress) -> None:
+        self.address = address
+        self.cluster = is_cluster(address)
+        self.nodes = [address]
+        self.ranges: list[list[tuple[int, int]]] = []
+        self.owner = array("H")
+        if self.cluster:
+            shards = read_topology(address)
+            self.nodes = [address.with_endpoint(s.primary.host, s.primary.port) for s in shards]
+            self.ranges = [s.ranges for s in shards]
+            self.owner = array("H", [0]) * SLOTS
+            for index, ranges in enumerate(self.ranges):
+                for start, end in ranges:
+                    self.owner[start:end + 1] = array("H", [index]) * (end - start + 1)
+        self._clients: dict[tuple[int, int], redis.Redis] = {}
+
+    def client(self, node: int, db: int) -> redis.Redis:
+        if (node, db) not in self._clients:
+            self._clients[node, db] = raw_client(self.nodes[node], db)
+        return self._clients[node, db]
+
+    def db_of(self, record: Record) -> int:
+        """Where the key lives: its database, or db 0 in a cluster (the only one it has: keys of
+        other databases got there mapped to 0)."""
+        return 0 if self.cluster else record.db
+
+    def route(self, record: Record) -> tuple[int, int]:
+        """(node index, database) of the key."""
+        if not self.cluster:
+            return 0, record.db
+        return self.owner[key_slot(record.key)], 0
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
+
+
+class _Reservoir:
+    """A uniform sample of fixed size from a stream of unknown length (algorithm R), seeded."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.items: list[Any] = []
+        self.seen = 0
+        self.rng = random.Random(_SAMPLE_SEED)
+
+    def offer(self, item: Any) -> Any | None:
+        """Keep ``item`` or not; returns whichever item left the sample (None while filling up)."""
+        self.seen += 1
+        if len(self.items) < self.size:
+            self.items.append(item)
+            return None
+        index = self.rng.randrange(self.seen)
+        if index >= self.size:
+            return item
+        dropped, self.items[index] = self.items[index], item
+        return dropped
+
+
+def _digest_rules(traits: ServerTraits) -> Target:
+    """The digest rules of the newest known release not newer than the live engine."""
+    same = [t for t in ENGINES.values() if t.flavour == traits.flavour]
+    older = [t for t in same if t.version <= traits.version]
+    return max(older, key=lambda t: t.version) if older else min(same, key=lambda t: t.version)
+
+
+class _Checker:
+    """Compares keys in pipelined batches per (node, database) and tallies what it finds."""
+
+    def __init__(self, deployment: _Deployment, traits: ServerTraits, report: ValidationReport,
+                 tolerance_ms: int) -> None:
+        self.deployment = deployment
+        self.traits = traits
+        self.report = report
+        self.tolerance_ms = tolerance_ms
+        self.rules = _digest_rules(traits)
+        self.expected_slots = array("L", [0]) * SLOTS
+        self.missing_per_db: dict[int, int] = {}
+        self.batches: dict[tuple[int, int], list[Record]] = {}
+        self.weights: dict[tuple[int, int], int] = {}
+
+    def expect(self, record: Record, step: int) -> None:
+        """Count (or, for a key that expired meanwhile, uncount) a key the target should hold."""
+        counts, db = self.report.expected_per_db, self.deployment.db_of(record)
+        counts[db] = counts.get(db, 0) + step
+        if self.deployment.cluster:
+            self.expected_slots[key_slot(record.key)] += step
+
+    def add(self, where: tuple[int, int], record: Record) -> None:
+        batch = self.batches.setdefault(where, [])
+        batch.append(record)
+        self.weights[where] = self.weights.get(where, 0) + record.size
+        if len(batch) >= _BATCH_KEYS or self.weights[where] >= _BATCH_BYTES:
+            del self.weights[where]
+            self._run(where, self.batches.pop(where))
+
+    def flush(self) -> None:
+        for where in list(self.batches):
+            self._run(where, self.batches.pop(where))
+
+    def _run(self, where: tuple[int, int], batch: list[Record]) -> None:
+        client = self.deployment.client(*where)
+        try:
+            if self.report.mode == "digest":  # one DEBUG DIGEST-VALUE for the whole batch
+                command: Command = ("DEBUG", "DIGEST-VALUE", *(r.key for r in batch))
+                (digests,) = require(pipelined(client, [command]), [command])
+                readers = [self._by_digest(r, found) for r, found in zip(batch, digests)]
+            else:
+                readers = [self._by_reads(r) for r in batch]
+            outcomes = run_pipelined(client, readers)
+        except EngineError as exc:
+            raise EngineError(f"{self.deployment.nodes[where[0]]} {exc}") from None
+        for record, (status, detail) in zip(batch, outcomes):
+            self._tally(record, status, detail)
+            record.release()
+
+    def _tally(self, record: Record, status: str, detail: str) -> None:
+        report = self.report
+        if status == EXPIRED:
+            report.expired_skipped += 1
+            self.expect(record, -1)
+            return
+        report.checked += 1
+        if status == EQUAL:
+            report.equal += 1
+        elif status == NOT_COMPARED:
+            report.not_compared += 1
+        elif status == MISSING:
+            report.missing += 1
+            db = self.deployment.db_of(record)
+            self.missing_per_db[db] = self.missing_per_db.get(db, 0) + 1
+            report.note(f"missing: {record.key!r}" + (f" (db {record.db})" if record.db else ""))
+        else:
+            report.different += 1
+            report.note(f"different: {record.key!r}: {detail}")
+
+    def _by_digest(self, record: Record, found: bytes) -> Reader:
+        """``found`` (the key's DIGEST-VALUE) covers type, value and whether the key expires; the
+        expiry time is asked only of keys that have one (or whose digest differs, to say why)."""
+        key, kind = record.key, record.kind
+        if found == _ZERO:
+            return self._gone(record)
+        value = digest_value_input(record)
+        body = compare_stream_meta(self.traits, key, value) if kind == "stream" else None  # not digested
+        head: list[Command] = [self._ttl(key)] if record.expire_ms is not None else []
+        first = head + (next(body) if body is not None else [])
+        replies = (yield first) if first else []
+        expiry = require(replies[:len(head)], head)
+        problem = self._expiry_problem(record.expire_ms, int(expiry[0])) if expiry else None
+        if problem:
+            return DIFFERENT, problem
+        if kind == "module":
+            return NOT_COMPARED, ""
+        digest = value_digest(kind, value, has_expire=record.expire_ms is not None,
+                              score_format=self.rules.score_format, hexpire_marker=self.rules.hexpire_marker)
+        if found != digest.hex().encode():
+            if not expiry:
+                expiry = require((yield [self._ttl(key)]), [self._ttl(key)])
+            return DIFFERENT, self._expiry_problem(record.expire_ms, int(expiry[0])) or "value digest differs"
+        return (yield from self._rest(body, replies[len(head):]))
+
+    def _by_reads(self, record: Record) -> Reader:
+        """The expiry reply says whether the key exists, a WRONGTYPE reply that its type changed."""
+        key, kind = record.key, record.kind
+        head: list[Command] = [self._ttl(key)]
+        body = None
+        if kind == "module":
+            head.append(("TYPE", key))
+        else:
+            body = compare_value(self.traits, key, kind, digest_value_input(record))
+        replies = yield head + (next(body) if body is not None else [])
+        expiry, *found = require(replies[:len(head)], head)
+        if int(expiry) == -2:
+            return self._gone(record)
+        if any(isinstance(r, redis.ResponseError) and str(r).startswith("WRONGTYPE") for r in replies[len(head):]):
+            found = require((yield [("TYPE", key)]), [("TYPE", key)])
+        problem = (_type_problem(found[0], kind) if found else None) or \
+            self._expiry_problem(record.expire_ms, int(expiry))
+        if problem:
+            return DIFFERENT, problem
+        if kind == "module":
+            return NOT_COMPARED, ""
+        return (yield from self._rest(body, replies[len(head):]))
+
+    def _ttl(self, key: bytes) -> Command:
+        return ("PEXPIRETIME", key) if self.traits.pexpiretime else ("PTTL", key)
+
+    @staticmethod
+    def _gone(record: Record) -> tuple[str, str]:
+        """Missing, unless the key's own expiry passed while the check ran."""
+        expired = record.expire_ms is not None and record.expire_ms <= time.time() * 1000
+        return (EXPIRED if expired else MISSING), ""
+
+    @staticmethod
+    def _rest(body: Reader | None, replies: list[Any]) -> Reader:
+        """Finish the value comparison that rode along with the first round."""
+        problem = (yield from resume(body, replies)) if body is not None else None
+        return (DIFFERENT, problem) if problem else (EQUAL, "")
+
+    def _expiry_problem(self, expire_ms: int | None, reply: int) -> str | None:
+        if expire_ms is None:
+            return None if reply == -1 else f"expiry: the node says {reply}, the snapshot has no expiry"
+        if reply < 0:
+            return f"expiry: the snapshot expires at {expire_ms}, the node has no expiry"
+        if self.traits.pexpiretime:
+            same = reply == expire_ms
+        else:
+            same = abs(time.time() * 1000 + reply - expire_ms) <= self.tolerance_ms
+        return None if same else f"different expiry: expires at {expire_ms}, the engine says {reply}"
+
+
+def _type_problem(found: bytes, kind: str) -> str | None:
+    """TYPE names the module's type for a module value, the kind for any other."""
+    same = found not in _KINDS if kind == "module" else found == kind.encode()
+    return None if same else f"is a {found.decode('utf-8', 'replace')}, in the snapshot a {kind}"
+
+
+def _count_live(deployment: _Deployment, checker: _Checker) -> None:
+    """Live keys per database (and per slot in a cluster) against the expected counts."""
+    report = checker.report
+    if deployment.cluster:
+        _count_slots(deployment, checker)
+    else:
+        keyspace = info_fields(deployment.client(0, 0), "keyspace")
+        report.live_per_db = {int(name[2:]): int(text.split(",")[0].split("=")[1])
+                              for name, text in keyspace.items() if name.startswith("db")}
+    report.live_keys = sum(report.live_per_db.values())
+    for db, live in report.live_per_db.items():
+        kept = report.expected_per_db.get(db, 0) - checker.missing_per_db.get(db, 0)
+        report.extra += max(0, live - kept)
+    report.expected_per_db = {db: n for db, n in report.expected_per_db.items() if n}
+
+
+def _count_slots(deployment: _Deployment, checker: _Checker) -> None:
+    """DBSIZE and CLUSTER COUNTKEYSINSLOT of every owned slot on each primary."""
+    report = checker.report
+    live = array("L", [0]) * SLOTS
+    total = 0
+    for index, node in enumerate(deployment.nodes):
+        slots = [s for start, end in deployment.ranges[index] for s in range(start, end + 1)]
+        commands: list[Command] = [("DBSIZE",), *(("CLUSTER", "COUNTKEYSINSLOT", s) for s in slots)]
+        try:
+            size, *counts = require(pipelined(deployment.client(index, 0), commands), commands)
+        except EngineError as exc:
+            raise EngineError(f"{node} {exc}") from None
+        for slot, count in zip(slots, counts):
+            live[slot] = count
+        if size != sum(counts):
+            report.misplaced += size - sum(counts)
+            report.note(f"{node} holds {size - sum(counts)} keys of slots it does not own")
+        total += size
+    report.live_per_db = {0: total} if total else {}
+    mismatched = [(s, checker.expected_slots[s], live[s]) for s in range(SLOTS) if checker.expected_slots[s] != live[s]]
+    report.slots_mismatched = len(mismatched)
+    report.slot_mismatches = mismatched[:_SLOTS_LISTED]
+
+
+__all__ = ["MODES", "ValidationReport", "validate_live"]
