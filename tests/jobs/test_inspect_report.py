@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from snaptool.engines.discovery import Engine
 from snaptool.jobs.inspect import inspect_file
 from snaptool.jobs.report_html import render_html
 from snaptool.rdb.builder import RdbBuilder
