@@ -29,7 +29,7 @@ from typing import Any, Iterable
 import redis
 
 from ..errors import EngineError
-from ..jobs.rewrite import Rewriter
+from ..rdb.rewriter import Rewriter
 from ..rdb.checksum import crc64, key_slot
 from ..rdb.dump import DumpPayload, dump_version, open_payload
 from ..rdb.items import Record

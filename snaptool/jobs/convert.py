@@ -1,5 +1,5 @@
 """Rewrite an RDB file for a target engine: passthrough where it can, re-encode where it must
-(the per-record rules are in :mod:`snaptool.jobs.rewrite`)."""
+(the per-record rules are in :mod:`snaptool.rdb.rewriter`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from ..rdb.reader import RdbReader, open_input
 from ..rdb.targets import Target, rdb_target
 from ..rdb.writer import RdbWriter, header_aux
 from ..storage.atomic import atomic_output
-from .rewrite import RewriteCounts, Rewriter, passthrough_mask
+from ..rdb.rewriter import Rewriter, passthrough_mask
+from .rewrite import RewriteCounts
 
 Progress = Callable[[int, int], None]
 
@@ -118,7 +119,7 @@ def convert_stream(inp: BinaryIO, out: BinaryIO, target: Target | None = None, *
             start()
             report.checksum = item.status
     losses.check(target, allow_lossy)
-    rewriter.fill(report, report.functions)
+    report.take(rewriter, report.functions)
     writer.finish()
     report.bytes_in = reader.source.offset
     report.bytes_out = writer.bytes_written

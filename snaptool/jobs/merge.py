@@ -20,7 +20,8 @@ from ..rdb.targets import Target
 from ..rdb.writer import header_aux
 from ..storage.atomic import atomic_output
 from .dedupe import Keeper, find_duplicates
-from .rewrite import CombineReport, Libraries, Rewriter, passthrough_mask, prepare_outputs
+from ..rdb.rewriter import Libraries, Rewriter, passthrough_mask
+from .rewrite import CombineReport, prepare_outputs
 from .split import choose_target, refuse_overwrite
 
 Progress = Callable[[int, int], None]
@@ -99,7 +100,7 @@ def merge(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *, on_
         keeper.close()
     report.keys_out = sum(c.keys for c in written.databases.values())
     report.duplicates_dropped = keeper.dropped
-    rewriter.fill(report, len(libraries.codes))
+    report.take(rewriter, len(libraries.codes))
     report.bytes, report.sha256 = written.bytes, written.sha256
     report.databases = sorted(written.databases)
     return report

@@ -24,6 +24,7 @@ from ..engines.loader import RestoreLoader
 from ..errors import EngineError, SnaptoolError, ValidationError
 from ..rdb.items import Function, Record
 from ..rdb.reader import RdbReader
+from ..rdb.rewriter import Libraries, Losses
 from ..rdb.slots import SlotLayout
 from ..rdb.targets import Target
 from ..storage.catalog import Catalog
@@ -32,7 +33,6 @@ from ..storage.repository import Repository
 from .convert import convert
 from .fetch import Fetched, copy_out, fetch, records_of
 from .dedupe import selected_records
-from .rewrite import Libraries, Losses
 from .split import split
 from .validate import ValidationReport, validate_cluster, validate_node
 from .validate_live import validate_live

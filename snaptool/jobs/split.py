@@ -2,7 +2,7 @@
 
 Every record goes to the shard owning its key's hash slot. Runs of simple records are routed by
 the run scanner without building a Record each; other records take the general path, copied
-when the target loads them and re-encoded otherwise (:mod:`snaptool.jobs.rewrite`). Each output is
+when the target loads them and re-encoded otherwise (:mod:`snaptool.rdb.rewriter`). Each output is
 assembled at the end with its own header, AUX fields, exact RESIZEDB counts and CRC-64; all files
 are written under temporary names and renamed together, ``layout.json`` last.
 """
@@ -28,7 +28,8 @@ from ..rdb.slots import SlotLayout
 from ..rdb.targets import Target, rdb_target
 from ..rdb.writer import header_aux
 from .dedupe import Keeper, find_duplicates
-from .rewrite import CombineReport, Libraries, Rewriter, passthrough_mask, prepare_outputs
+from ..rdb.rewriter import Libraries, Rewriter, passthrough_mask
+from .rewrite import CombineReport, prepare_outputs
 
 Progress = Callable[[int, int], None]
 
@@ -314,7 +315,7 @@ def split(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, layou
         current.close()
         keeper.close()
     report.keys_in = current.keys_in
-    rewriter.fill(report, len(libraries.codes))
+    report.take(rewriter, len(libraries.codes))
     report.duplicates, report.duplicates_dropped = len(keeper.duplicates), keeper.dropped
     for shard, result in zip(layout.shards, written):
         report.shards.append(ShardFile(

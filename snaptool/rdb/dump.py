@@ -9,7 +9,7 @@ does the same (its version is 11); Valkey 9 accepts 1-11 and its own 80 but refu
 RDB version, the one its ``DUMP`` writes, which every engine of that target accepts.
 
 Whether a record is copied or re-encoded for an older target is decided by the same
-:class:`~snaptool.jobs.rewrite.Rewriter` that ``convert`` uses, so a payload and a converted file
+:class:`~snaptool.rdb.rewriter.Rewriter` that ``convert`` uses, so a payload and a converted file
 always agree. A large record (spilled to a temporary file by the reader, or re-encoded into a
 spooled body) is streamed: :meth:`DumpPayload.chunks` computes the CRC on the way, so a value of
 any size is never held whole in memory.
@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from ..errors import RdbError, SnaptoolError
-from ..jobs.rewrite import Rewriter
+from .rewriter import Rewriter
 from .checksum import crc64
 from .encoder import Body, Encoded
 from .items import Record
