@@ -75,6 +75,9 @@ class FileEntry:
     digest: str | None = None  # DEBUG DIGEST this file gives once loaded (when computed at backup)
     digest_engine: str | None = None
     written_by: str | None = None  # the engine named in the file's AUX fields (redis-ver / valkey-ver)
+    # the object as stored, when it differs from the RDB bytes above (encrypted at rest)
+    stored_size: int | None = None
+    stored_sha256: str | None = None
     shard: str | None = None
     slots: list[list[int]] | None = None  # [[start, end], ...] for a cluster shard
     node: str | None = None  # redacted endpoint the file was taken from
@@ -99,6 +102,10 @@ class Manifest:
     files: list[FileEntry]
     tags: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    pinned: bool = False  # never removed by retention
+    #: how the files are encrypted at rest (scheme, recipient fingerprints, KMS key ARNs and wrapped
+    #: data keys) — never a secret; None when they are stored as plain RDB
+    encryption: dict[str, Any] | None = None
     tool: dict[str, str] = field(default_factory=lambda: {"name": "snaptool", "version": tool_version()})
     format: int = FORMAT
 
