@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from snaptool.errors import RdbError
+from snaptool.errors import RdbError, SnaptoolError
 from snaptool.jobs.backup import BackupOptions, backup
 from snaptool.jobs.digest import digest_file
 from snaptool.jobs.drill import drill
@@ -114,3 +114,17 @@ def test_gc_removes_only_old_leftovers(tmp_path: Path) -> None:
     assert report.would_remove == [leftover.name] and leftover.exists()  # dry run by default
     assert gc(repo, dry_run=False, min_age_seconds=0).removed == [leftover.name]
     assert not leftover.exists() and [m.id for m in Catalog(repo).complete()] == [manifest.id]
+
+
+def test_backup_of_an_rdb_object_in_s3(s3_bucket: str, tmp_path: Path) -> None:
+    import boto3
+
+    data = (FIXTURES / "valkey-8.1.rdb").read_bytes()
+    boto3.client("s3").put_object(Bucket=s3_bucket, Key="exports/dump.rdb", Body=data)
+    repo = Repository.open(str(tmp_path / "repo"))
+    manifest = backup(f"s3://{s3_bucket}/exports/dump.rdb", repo)
+    assert manifest.source == {"url": f"s3://{s3_bucket}/exports/dump.rdb", "engine": manifest.files[0].written_by,
+                               "type": "file"}
+    assert manifest.files[0].sha256 == hashlib.sha256(data).hexdigest()
+    with pytest.raises(SnaptoolError, match="not found"):
+        backup(f"s3://{s3_bucket}/exports/missing.rdb", repo)
