@@ -1,0 +1,187 @@
+"""The repository lock on local disk and on S3 (moto's server over HTTP): conditional create, shared
+and exclusive leases, races between holders, stale leases, breaking, renewal and loss."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from snaptool.storage.lock import (LOCKS, LockedError, LockLostError, acquire, break_locks, exclusive_lock,
+                                   list_locks, shared_lock, write_new)
+from snaptool.storage.repository import Repository
+
+T0 = datetime(2026, 11, 26, 7, 0, tzinfo=timezone.utc)
+
+
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture(params=["local", "s3"])
+def repo_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    if request.param == "local":
+        return str(tmp_path / "repo")
+    return f"s3://{request.getfixturevalue('s3_bucket')}/some/prefix"
+
+
+@pytest.fixture
+def repo(repo_url: str) -> Repository:
+    return Repository.open(repo_url)
+
+
+def test_create_only_write_never_overwrites(repo: Repository) -> None:
+    write_new(repo, f"{LOCKS}/x.json", b"first")
+    with pytest.raises(FileExistsError):
+        write_new(repo, f"{LOCKS}/x.json", b"second")  # If-None-Match: * on S3, a hard link locally
+    assert repo.read_bytes(f"{LOCKS}/x.json") == b"first"
+
+
+def test_exclusive_excludes_everyone_shared_excludes_exclusive(repo: Repository) -> None:
+    clock = FakeClock()
+    with exclusive_lock(repo, "prune", ttl=600, clock=clock, renew=False):
+        for kind in ("exclusive", "shared"):
+            with pytest.raises(LockedError) as refused:
+                acquire(repo, kind, "backup", clock=clock)
+            message = str(refused.value)
+            assert "prune (pid" in message and "expires 2026-11-26T07:10:00Z" in message and "\n" not in message
+        assert len(list_locks(repo)) == 1  # the refused ones removed their own lease
+    assert list_locks(repo) == []
+    with shared_lock(repo, "backup", clock=clock, renew=False), shared_lock(repo, "backup", clock=clock, renew=False):
+        assert [x.kind for x in list_locks(repo)] == ["shared", "shared"]
+        with pytest.raises(LockedError, match="backup"):
+            acquire(repo, "exclusive", "prune", clock=clock)
+    assert list_locks(repo) == []
+
+
+@pytest.mark.parametrize("kinds", [("exclusive",) * 4, ("exclusive", "shared", "shared", "exclusive")])
+def test_racing_holders_never_hold_conflicting_leases(repo_url: str, kinds: tuple[str, ...]) -> None:
+    """Every holder writes, then lists: of any two conflicting holders at least one sees the other.
+    (Both may back off; that is the price of needing nothing but create-only writes and listings.)"""
+    rounds = 12 if repo_url.startswith("s3://") else 40
+    repos = [Repository.open(repo_url) for _ in kinds]  # separate clients, as separate processes would have
+    start, done = threading.Barrier(len(kinds)), threading.Barrier(len(kinds))
+    held: list[list[str]] = []
+    errors: list[BaseException] = []
+
+    def contend(i: int, outcome: list[str]) -> None:
+        try:
+            start.wait()
+            try:
+                lease = acquire(repos[i], kinds[i], f"holder-{i}")
+            except LockedError:
+                lease = None
+            else:
+                outcome.append(kinds[i])
+            done.wait()  # everyone has tried while the winners still hold
+            if lease is not None:
+                lease.release()
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+            start.abort()
+            done.abort()
+
+    for _ in range(rounds):
+        outcome: list[str] = []
+        threads = [threading.Thread(target=contend, args=(i, outcome)) for i in range(len(kinds))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors
+        held.append(outcome)
+        assert list_locks(repos[0]) == []
+    for outcome in held:
+        assert outcome.count("exclusive") <= 1
+        assert not ("exclusive" in outcome and "shared" in outcome), outcome
+
+
+def test_retry_waits_for_the_holder_to_release(repo: Repository) -> None:
+    holder = acquire(repo, "exclusive", "prune")
+    with pytest.raises(LockedError):
+        acquire(repo, "shared", "backup", retry_for=0.3)  # tries a few times, then gives up
+    threading.Timer(0.2, holder.release).start()
+    with shared_lock(repo, "backup", retry_for=120, renew=False):
+        assert [x.purpose for x in list_locks(repo)] == ["backup"]
+    assert list_locks(repo) == []
+
+
+def test_a_stale_lease_is_reported_not_obeyed_and_break_lock_clears_it(repo: Repository) -> None:
+    clock = FakeClock()
+    dead = acquire(repo, "shared", "backup", ttl=600, clock=clock)  # its process "dies": never renewed
+    clock.advance(601)
+    (stale,) = list_locks(repo)
+    assert stale.stale(clock()) and "expired at 2026-11-26T07:10:00Z" in stale.describe(clock())
+    with exclusive_lock(repo, "prune", clock=clock, renew=False) as lease:
+        assert [x.name for x in lease.stale] == [stale.name]
+    live = acquire(repo, "shared", "backup", clock=clock)
+    assert [x.name for x in break_locks(repo, clock=clock)] == [stale.name]  # the live one stays
+    assert [x.name for x in list_locks(repo)] == [live.info.name]
+    with pytest.raises(LockLostError, match="removed"):
+        dead.renew()  # the dead holder, were it to wake up, learns it lost the lock
+    with pytest.raises(LockLostError):
+        dead.check()
+    live.release()
+    assert list_locks(repo) == []
+
+
+def test_renewal_extends_the_lease_and_notices_a_broken_one(repo: Repository) -> None:
+    clock = FakeClock()
+    lease = acquire(repo, "exclusive", "prune", ttl=60, clock=clock)
+    clock.advance(50)
+    lease.renew()
+    clock.advance(50)  # past the first expiry, within the renewed one
+    lease.check()
+    (info,) = list_locks(repo)
+    assert info.expires == T0 + timedelta(seconds=110) and not info.stale(clock())
+    with pytest.raises(LockedError):
+        acquire(repo, "shared", "backup", clock=clock)
+    clock.advance(61)
+    with pytest.raises(LockLostError, match="expired"):
+        lease.check()
+    assert break_locks(repo, everything=True)
+    with pytest.raises(LockLostError, match="removed"):
+        lease.renew()
+    lease.release()  # nothing left to remove: no error
+
+
+def test_a_lease_is_renewed_by_its_thread_and_released_on_exit(repo: Repository) -> None:
+    clock = FakeClock()
+    with exclusive_lock(repo, "prune", ttl=60, clock=clock, renew=False) as lease:
+        lease.start_renewing(every=0.01)
+        ticked = threading.Event()
+        deadline = datetime.now(timezone.utc) + timedelta(seconds=60)
+        while lease.renewals < 3 and datetime.now(timezone.utc) < deadline:
+            clock.advance(1)
+            ticked.wait(0.01)
+        assert lease.renewals >= 3
+        assert list_locks(repo)[0].expires > T0 + timedelta(seconds=60)
+    assert list_locks(repo) == []
+
+
+def test_the_body_error_wins_and_the_lease_is_still_removed(repo: Repository) -> None:
+    with pytest.raises(RuntimeError, match="work failed"):
+        with shared_lock(repo, "backup"):
+            raise RuntimeError("work failed")
+    assert list_locks(repo) == []
+
+
+def test_an_unreadable_lease_is_stale_and_can_be_broken(repo: Repository) -> None:
+    repo.write_bytes(f"{LOCKS}/exclusive-0123456789abcdef.json", b"{not json")
+    repo.write_bytes(f"{LOCKS}/README", b"not a lease: ignored")
+    (junk,) = list_locks(repo)
+    assert junk.problem and junk.stale(datetime.now(timezone.utc))
+    with shared_lock(repo, "backup", renew=False) as lease:
+        assert [x.name for x in lease.stale] == [junk.name]
+    assert [x.name for x in break_locks(repo)] == [junk.name]
+    assert [name for name, _, _ in repo.listdir(LOCKS)] == ["README"]
