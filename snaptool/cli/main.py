@@ -14,6 +14,7 @@ import click
 from ..errors import SnaptoolError
 from .engines import engines_command
 from .repo import COMMANDS as REPO_COMMANDS
+from .retention import COMMANDS as RETENTION_COMMANDS
 from .rdb import convert_command, digest_command, export_command, inspect_command
 from .shards import merge_command, reshard_command, split_command
 
@@ -25,7 +26,8 @@ def cli() -> None:
 
 
 for command in (inspect_command, export_command, convert_command, digest_command, split_command,
-                reshard_command, merge_command, engines_command, *REPO_COMMANDS):
+                reshard_command, merge_command, engines_command, *REPO_COMMANDS,
+                *RETENTION_COMMANDS):
     cli.add_command(command)
 
 

@@ -6,9 +6,11 @@ manifest may be a backup still being written by another process.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from ..storage.lock import exclusive_lock
 from ..storage.catalog import Catalog, Listing, snapshot_dir
 from ..storage.manifest import is_snapshot_id, snapshot_time
 from ..storage.repository import Repository
@@ -28,6 +30,13 @@ def gc(repo: Repository, *, dry_run: bool = True, min_age_seconds: float = 3600.
     now = now or datetime.now(timezone.utc)
     report = GcReport()
     catalog = Catalog(repo)
+    with contextlib.nullcontext() if dry_run else exclusive_lock(repo, "gc"):
+        _collect(catalog, report, dry_run, min_age_seconds, now)
+    return report
+
+
+def _collect(catalog: Catalog, report: GcReport, dry_run: bool, min_age_seconds: float, now: datetime) -> None:
+    repo = catalog.repo
     for entry in catalog.leftovers():
         if _age(entry, now) < min_age_seconds:
             report.kept_young.append(entry.id)
@@ -38,7 +47,6 @@ def gc(repo: Repository, *, dry_run: bool = True, min_age_seconds: float = 3600.
         else:
             repo.remove(snapshot_dir(entry.id), recursive=True)
             report.removed.append(entry.id)
-    return report
 
 
 def _age(entry: Listing, now: datetime) -> float:

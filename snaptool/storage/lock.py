@@ -75,8 +75,20 @@ class LockInfo:
     problem: str | None = None  # set when the object cannot be read as a lease
 
     def stale(self, now: datetime) -> bool:
-        """Expired (or unreadable): it blocks nobody and ``break_locks`` may remove it."""
-        return self.expires is None or now >= self.expires
+        """Expired, unreadable, or held by a process of this host that no longer exists (a backup
+        killed by cron's timeout or SIGKILL): it blocks nobody and ``break_locks`` may remove it."""
+        return self.expires is None or now >= self.expires or self.holder_gone()
+
+    def holder_gone(self) -> bool:
+        if self.host != socket.gethostname() or self.pid <= 0 or self.pid == os.getpid():
+            return False  # another machine's process cannot be checked from here
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False  # alive, run by another user
+        return False
 
     @property
     def holder(self) -> str:
@@ -85,7 +97,10 @@ class LockInfo:
     def describe(self, now: datetime) -> str:
         if self.problem:
             return f"{LOCKS}/{self.name}: unreadable ({self.problem})"
-        when = f"expired at {_iso(self.expires)}" if self.stale(now) else f"expires {_iso(self.expires)}"
+        if self.holder_gone():
+            when = "its process is gone"
+        else:
+            when = f"expired at {_iso(self.expires)}" if self.stale(now) else f"expires {_iso(self.expires)}"
         return f"{self.kind} lock {LOCKS}/{self.name}: {self.holder}, {when}"
 
     def to_json(self) -> dict[str, Any]:

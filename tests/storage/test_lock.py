@@ -3,6 +3,7 @@ and exclusive leases, races between holders, stale leases, breaking, renewal and
 
 from __future__ import annotations
 
+import os
 import threading
 from datetime import datetime, timedelta, timezone
 
@@ -185,3 +186,20 @@ def test_an_unreadable_lease_is_stale_and_can_be_broken(repo: Repository) -> Non
         assert [x.name for x in lease.stale] == [junk.name]
     assert [x.name for x in break_locks(repo)] == [junk.name]
     assert [name for name, _, _ in repo.listdir(LOCKS)] == ["README"]
+
+
+def test_a_lease_of_a_dead_process_on_this_host_is_stale() -> None:
+    import socket
+    import subprocess
+    from datetime import datetime, timedelta, timezone
+
+    from snaptool.storage.lock import LockInfo
+
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    now = datetime.now(timezone.utc)
+    dead = LockInfo("shared-x.json", "shared", "backup", socket.gethostname(), proc.pid, now, now + timedelta(hours=1))
+    alive = LockInfo("shared-y.json", "shared", "backup", socket.gethostname(), os.getppid(), now, now + timedelta(hours=1))
+    elsewhere = LockInfo("shared-z.json", "shared", "backup", "another-host", proc.pid, now, now + timedelta(hours=1))
+    assert dead.stale(now) and "process is gone" in dead.describe(now)
+    assert not alive.stale(now) and not elsewhere.stale(now)
