@@ -1,23 +1,30 @@
 """A repository is a place that holds snapshots: a local directory or an ``s3://bucket/prefix``.
 
-Both go through one fsspec filesystem interface, so every job reads and writes a repository the
-same way. The one difference is how a file becomes visible: a local file is written under a
-temporary name and renamed; an S3 object only exists once its (multipart) upload completes, so it
-is written under its own name and an interrupted upload is aborted, never published half-written.
+Both go through one fsspec filesystem interface for reading and listing, so every job reads a
+repository the same way. The difference is how a file becomes visible: a local file is written
+under a temporary name and renamed; an S3 object is uploaded by :class:`~.s3upload.S3Upload`,
+exists only once its (multipart) upload completes and is checked against S3's SHA-256 checksum
+before the writer returns, and an interrupted upload is aborted, never published half-written.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import posixpath
 import secrets
-from dataclasses import dataclass
+import threading
 from typing import Any, BinaryIO, Iterator
 
 import fsspec
 
-from ..errors import SnaptoolError
+from .errors import RepositoryError
+from .s3 import S3Settings
+from .s3upload import ObjectInfo, S3Upload, head_object
+
+__all__ = ["DEFAULT_LOCAL", "DEFAULT_PART_SIZE", "MAX_PARTS", "REPO_ENV", "ObjectInfo", "Repository",
+           "RepositoryError", "S3Settings", "part_size_for"]
 
 DEFAULT_LOCAL = "./snaptool-repo"
 REPO_ENV = "SNAPTOOL_REPO"
@@ -27,53 +34,25 @@ MAX_PARTS = 10_000
 TEMP_MARK = ".part-"
 
 
-class RepositoryError(SnaptoolError):
-    """The repository cannot be reached, read or written."""
-
-
-@dataclass(frozen=True)
-class S3Settings:
-    """How to reach S3; unset fields fall back to the standard AWS environment (AWS_PROFILE,
-    AWS_REGION / AWS_DEFAULT_REGION, AWS_ENDPOINT_URL, credentials files)."""
-
-    region: str | None = None
-    profile: str | None = None
-    endpoint_url: str | None = None
-    access_key_id: str | None = None
-    secret_access_key: str | None = None
-    session_token: str | None = None
-
-    def filesystem(self) -> Any:
-        import s3fs  # imported here: local repositories never pay for botocore
-
-        client_kwargs: dict[str, Any] = {}
-        region = self.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-        if region:
-            client_kwargs["region_name"] = region
-        endpoint = self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-        if endpoint:
-            client_kwargs["endpoint_url"] = endpoint
-        return s3fs.S3FileSystem(
-            profile=self.profile, key=self.access_key_id, secret=self.secret_access_key, token=self.session_token,
-            client_kwargs=client_kwargs, skip_instance_cache=True, use_listings_cache=False)
-
-
-def part_size_for(expected_size: int | None) -> int:
+def part_size_for(expected_size: int | None, minimum: int = DEFAULT_PART_SIZE) -> int:
     """A multipart part size that keeps any upload under S3's 10,000-part limit."""
     if not expected_size:
-        return DEFAULT_PART_SIZE
+        return minimum
     need = -(-expected_size // (MAX_PARTS - 100))  # leave room for a size estimate that was low
-    return max(DEFAULT_PART_SIZE, -(-need // (1 << 20)) * (1 << 20))
+    return max(minimum, -(-need // (1 << 20)) * (1 << 20))
 
 
 class Repository:
     """Files under one root, addressed by '/'-separated paths relative to it."""
 
-    def __init__(self, url: str, fs: Any, root: str) -> None:
+    def __init__(self, url: str, fs: Any, root: str, s3: S3Settings | None = None) -> None:
         self.url = url
         self.fs = fs
         self.root = root.rstrip("/")
         self.is_local = url.startswith("/") or "://" not in url
+        self.s3 = None if self.is_local else (s3 or S3Settings())
+        self._client: Any = None
+        self._lock = threading.Lock()
 
     @classmethod
     def open(cls, url: str | None = None, *, s3: S3Settings | None = None) -> Repository:
@@ -83,7 +62,8 @@ class Repository:
             bucket_and_prefix = url[len("s3://"):].strip("/")
             if not bucket_and_prefix:
                 raise RepositoryError(f"repository {url!r}: no bucket named")
-            return cls(url.rstrip("/"), (s3 or S3Settings()).filesystem(), bucket_and_prefix)
+            settings = s3 or S3Settings()
+            return cls(url.rstrip("/"), settings.filesystem(), bucket_and_prefix, settings)
         if url.startswith("file://"):
             url = url[len("file://"):]
         elif "://" in url:
@@ -106,6 +86,21 @@ class Repository:
         """The file's path on this machine for local repositories (read in place), else None."""
         return self.path(relpath) if self.is_local else None
 
+    def bucket_key(self, relpath: str) -> tuple[str, str]:
+        """(bucket, key) of a file in an S3 repository."""
+        bucket, _, prefix = self.root.partition("/")
+        return bucket, posixpath.join(prefix, relpath) if prefix else relpath
+
+    @property
+    def client(self) -> Any:
+        """The boto3 S3 client of an S3 repository (made once, shared by threads)."""
+        if self.s3 is None:
+            raise RepositoryError(f"{self.url} is not an S3 repository")
+        with self._lock:
+            if self._client is None:
+                self._client = self.s3.client("s3")
+            return self._client
+
     # ------------------------------------------------------------------ reading
     def exists(self, relpath: str) -> bool:
         return self._call(relpath, self.fs.exists, self.path(relpath))
@@ -127,16 +122,35 @@ class Repository:
             out.append((name, entry.get("type", "file"), int(entry.get("size") or 0)))
         return sorted(out)
 
+    def head(self, relpath: str) -> ObjectInfo | None:
+        """Size (and on S3 the stored checksum and metadata) of a file; None when it is absent."""
+        if self.s3 is None:
+            try:
+                return ObjectInfo(size=os.stat(self.path(relpath)).st_size)
+            except FileNotFoundError:
+                return None
+        bucket, key = self.bucket_key(relpath)
+        return head_object(self.client, bucket, key, self.s3.owner_args(), self.where(relpath))
+
     # ------------------------------------------------------------------ writing
     @contextlib.contextmanager
-    def writer(self, relpath: str, expected_size: int | None = None) -> Iterator[BinaryIO]:
-        """A binary file that appears under ``relpath`` complete, or not at all."""
+    def writer(self, relpath: str, expected_size: int | None = None, *,
+               sha256: str | None = None) -> Iterator[BinaryIO]:
+        """A binary file that appears under ``relpath`` complete, or not at all.
+
+        With ``sha256`` (hex) the bytes written must have that digest or nothing is stored; on S3 it
+        is also kept as the object's ``sha256`` metadata, so a later run can trust the object.
+        """
         final = self.path(relpath)
         if self.is_local:
             tmp = f"{final}{TEMP_MARK}{secrets.token_hex(4)}"
             f = self._call(relpath, self.fs.open, tmp, "wb")
             try:
-                yield f
+                out = f if sha256 is None else _Hashing(f)
+                yield out  # type: ignore[misc]
+                if sha256 is not None and out.sha.hexdigest() != sha256:  # type: ignore[union-attr]
+                    raise RepositoryError(f"{self.where(relpath)}: the bytes written have sha256 "
+                                          f"{out.sha.hexdigest()}, expected {sha256}; nothing was stored")  # type: ignore[union-attr]
                 f.flush()
                 os.fsync(f.fileno())
                 f.close()
@@ -148,15 +162,17 @@ class Repository:
                     os.unlink(tmp)
                 raise
             return
-        f = self._call(relpath, self.fs.open, final, "wb", block_size=part_size_for(expected_size))
+        assert self.s3 is not None
+        bucket, key = self.bucket_key(relpath)
+        upload = S3Upload(self.client, bucket, key, part_size=self.s3.part_size or part_size_for(expected_size),
+                          write_args=self.s3.write_args(), owner_args=self.s3.owner_args(),
+                          where=self.where(relpath), expected_sha256=sha256, verify=self.s3.verify)
         try:
-            yield f
+            yield upload  # type: ignore[misc]
         except BaseException:
-            with contextlib.suppress(Exception):
-                f.discard()  # abort the multipart upload: nothing becomes visible
-            f.closed = True  # so that garbage collection does not try to complete it
+            upload.abort()  # nothing becomes visible
             raise
-        self._call(relpath, f.close)
+        upload.finish()
 
     def write_bytes(self, relpath: str, data: bytes) -> None:
         with self.writer(relpath, len(data)) as f:
@@ -183,6 +199,21 @@ class Repository:
             if type(exc).__module__.startswith(("botocore", "aiobotocore", "s3fs", "aiohttp")):
                 raise RepositoryError(f"{self.where(relpath)}: {type(exc).__name__}: {exc}") from None
             raise
+
+
+class _Hashing:
+    """A file wrapper that hashes what is written through it."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self.f = f
+        self.sha = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.sha.update(data)
+        return self.f.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.f, name)
 
 
 def _fsync_dir(path: str) -> None:
