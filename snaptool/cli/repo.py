@@ -59,11 +59,64 @@ def node_options(command: Callable) -> Callable:
     return wrapper
 
 
+def decrypt_options(command: Callable) -> Callable:
+    """--identity / --passphrase-file for encrypted snapshots; the command receives ``keys``
+    (None when neither is given: plain and KMS-encrypted snapshots need nothing)."""
+    @click.option("--identity", "identity_files", multiple=True, type=click.Path(dir_okay=False),
+                  envvar="SNAPTOOL_IDENTITY", help="age identity file (AGE-SECRET-KEY-1…) for snapshots encrypted "
+                  "to age recipients (repeatable; env SNAPTOOL_IDENTITY).")
+    @click.option("--passphrase-file", "decrypt_passphrase_file", type=click.Path(dir_okay=False),
+                  envvar="SNAPTOOL_PASSPHRASE_FILE",
+                  help="File holding the passphrase of a passphrase-encrypted snapshot (env SNAPTOOL_PASSPHRASE_FILE).")
+    @functools.wraps(command)
+    def wrapper(identity_files: tuple[str, ...], decrypt_passphrase_file: str | None, **kwargs: Any) -> Any:
+        keys = None
+        if identity_files or decrypt_passphrase_file:
+            from ..crypto import DecryptionKeys, identities_from, read_passphrase
+            keys = DecryptionKeys(identities=identities_from(identity_files),
+                                  passphrase=read_passphrase(decrypt_passphrase_file) if decrypt_passphrase_file
+                                  else None)
+        return command(keys=keys, **kwargs)
+    return wrapper
+
+
+def encrypt_options(command: Callable) -> Callable:
+    """--encrypt and its key options; the command receives ``encryption`` (EncryptionOptions or None)."""
+    @click.option("--encrypt", "scheme", type=click.Choice(["age", "passphrase", "kms"]),
+                  help="Encrypt every file at rest: to age recipients, with a passphrase, or with a KMS data key.")
+    @click.option("--recipient", "recipients", multiple=True, metavar="AGE1…",
+                  help="--encrypt age: an age X25519 public key (repeatable; any one identity decrypts).")
+    @click.option("--recipients-file", multiple=True, type=click.Path(dir_okay=False),
+                  help="--encrypt age: a file of recipients, one per line (repeatable).")
+    @click.option("--passphrase-file", "encrypt_passphrase_file", type=click.Path(dir_okay=False),
+                  help="--encrypt passphrase: the file holding the passphrase.")
+    @click.option("--kms-key-id", "kms_key_ids", multiple=True, metavar="ID|ARN|alias/NAME",
+                  help="--encrypt kms: a KMS key wrapping the snapshot's data key (repeatable: each one, e.g. "
+                  "in another region or account, can decrypt alone).")
+    @functools.wraps(command)
+    def wrapper(scheme: str | None, recipients: tuple[str, ...], recipients_file: tuple[str, ...],
+                encrypt_passphrase_file: str | None, kms_key_ids: tuple[str, ...], **kwargs: Any) -> Any:
+        encryption = None
+        if scheme is None:
+            if recipients or recipients_file or encrypt_passphrase_file or kms_key_ids:
+                raise click.UsageError("--recipient, --recipients-file, --passphrase-file and --kms-key-id need "
+                                       "--encrypt age|passphrase|kms")
+        else:
+            from ..crypto import EncryptionOptions, read_passphrase
+            passphrase = read_passphrase(encrypt_passphrase_file) if encrypt_passphrase_file else None
+            encryption = EncryptionOptions(scheme, recipients=recipients, recipients_files=recipients_file,
+                                           passphrase=passphrase, kms_key_ids=kms_key_ids)
+            encryption.check()
+        return command(encryption=encryption, **kwargs)
+    return wrapper
+
+
 def _describe(m: Manifest) -> str:
     shards = f"{len(m.files)} shards" if m.sharded else "1 file"
     tags = f"  [{', '.join(m.tags)}]" if m.tags else ""
+    locked = f"  (encrypted: {m.encryption.get('scheme')})" if m.encryption else ""
     return (f"{m.id}  {m.kind:<9} {m.keys:>12,} keys {human_bytes(m.size):>11}  {shards:<10} "
-            f"{m.source.get('url', '')}{tags}")
+            f"{m.source.get('url', '')}{tags}{locked}")
 
 
 @click.command("backup")
@@ -77,9 +130,10 @@ def _describe(m: Manifest) -> str:
 @click.option("--digest", is_flag=True, help="Also record each file's DEBUG DIGEST (decodes every value: slow).")
 @click.option("--timeout", type=float, default=60.0, show_default=True,
               help="Seconds without data from a node before giving up.")
+@encrypt_options
 @_json
 def backup_command(source: str, repo: Repository, login: dict, tags: tuple[str, ...], kind: str,
-                   from_primary: bool, digest: bool, timeout: float, as_json: bool) -> None:
+                   from_primary: bool, digest: bool, timeout: float, encryption: Any, as_json: bool) -> None:
     """Back up an RDB file, a live node or a whole cluster into the repository.
 
     \b
@@ -90,16 +144,19 @@ def backup_command(source: str, repo: Repository, login: dict, tags: tuple[str, 
       snaptool backup dump.rdb --repo /backups
       snaptool backup redis://10.0.0.5:6379 --repo s3://bucket/redis --tag nightly --kind automatic
       REDISCLI_AUTH=secret snaptool backup rediss://cache:6380 --tls-ca ca.pem
+      snaptool backup redis://10.0.0.5:6379 --encrypt age --recipient age1…   # the host cannot decrypt
+      snaptool backup dump.rdb --encrypt kms --kms-key-id alias/backups --kms-key-id arn:aws:kms:eu-west-1:…
     """
     options = BackupOptions(kind=kind, tags=tags, from_primary=from_primary, digest=digest, timeout=timeout,
-                            **login)
+                            encryption=encryption, **login)
     with transfer_progress() as bar_for:
         manifest = backup(source, repo, options, progress_for=bar_for)
     if as_json:
         emit_json(manifest.to_json())
         return
+    locked = f", encrypted ({manifest.encryption['scheme']})" if manifest.encryption else ""
     click.echo(f"snapshot {manifest.id}: {manifest.keys:,} keys, {human_bytes(manifest.size)} in "
-               f"{len(manifest.files)} file(s), {manifest.seconds:.1f}s, stored in {repo.url}")
+               f"{len(manifest.files)} file(s){locked}, {manifest.seconds:.1f}s, stored in {repo.url}")
 
 
 @click.command("restore")
@@ -118,10 +175,11 @@ def backup_command(source: str, repo: Repository, login: dict, tags: tuple[str, 
 @click.option("--validate", "validate_spec", default="all", show_default=True,
               help="'all' keys, or 'sample:N' to compare N keys (counts are always complete).")
 @click.option("--engine", help="--to-dir: the engine that loads the files for validation.")
+@decrypt_options
 @_json
 def restore_command(snapshot: str, repo: Repository, login: dict, to: str | None, to_dir: str | None,
                     shards: int | None, slots: str | None, db_map: str | None, target: str | None, allow_lossy: bool, replace: bool,
-                    flush: bool, validate_spec: str, engine: str | None, as_json: bool) -> None:
+                    flush: bool, validate_spec: str, engine: str | None, keys: Any, as_json: bool) -> None:
     """Restore a snapshot (id, unique prefix, or latest) into a live node/cluster or into files,
     then prove the result equals the snapshot.
 
@@ -130,13 +188,14 @@ def restore_command(snapshot: str, repo: Repository, login: dict, to: str | None
       snaptool restore latest --to redis://127.0.0.1:6379
       snaptool restore 20261126T0715 --to redis://10.0.0.7:7000 --flush
       snaptool restore latest --to-dir seed/ --shards 6 --target redis-6.2
+      snaptool restore latest --to redis://127.0.0.1:6379 --identity backup-key.txt   # encrypted to age
     """
     if shards is not None and slots is not None:
         raise click.UsageError("give --shards or --slots, not both")
     layout = SlotLayout.even(shards) if shards else SlotLayout.load(slots) if slots else None
     options = RestoreOptions(to=to, to_dir=to_dir, layout=layout, db_map=parse_db_map(db_map), target=parse_target(target) if target else None,
                              replace=replace, flush=flush, sample=_sample(validate_spec), engine=engine,
-                             allow_lossy=allow_lossy, **login)
+                             allow_lossy=allow_lossy, keys=keys, **login)
     with transfer_progress() as bar_for:
         try:
             report = restore(snapshot, repo, options, progress=bar_for("restore", None))
@@ -169,22 +228,25 @@ def _sample(spec: str) -> int | None:
 @click.option("--engine", help="Engine to restore into (default: the oldest one here that loads the snapshot).")
 @click.option("--target", help="Re-encode for this engine first (drills a restore into an older engine).")
 @click.option("--junit", type=click.Path(dir_okay=False), help="Also write the result as JUnit XML.")
+@decrypt_options
 @_json
 def drill_command(snapshot: str, repo: Repository, engine: str | None, target: str | None, junit: str | None,
-                  as_json: bool) -> None:
+                  keys: Any, as_json: bool) -> None:
     """Restore drill for CI: fetch, check sha256 and CRC-64, load into throwaway engine node(s),
     compare every key and the digest with the snapshot, tear down. Exit 0 pass, 4 fail.
 
     \b
     Example:
       snaptool drill latest --repo s3://bucket/redis --junit drill.xml
+      snaptool drill latest --repo s3://bucket/redis --identity /run/secrets/backup-key.txt
     """
     def echo(check: DrillCheck) -> None:
         if not as_json:
             click.echo(f"  {'ok  ' if check.ok else 'FAIL'} {check.name:<40} {check.seconds:7.2f}s  "
                        f"{check.message.splitlines()[0] if check.message else ''}", err=not check.ok)
 
-    report = drill(snapshot, repo, engine=engine, target=parse_target(target) if target else None, echo=echo)
+    report = drill(snapshot, repo, engine=engine, target=parse_target(target) if target else None, echo=echo,
+                   keys=keys)
     if junit:
         from ..storage.atomic import atomic_output
         with atomic_output(junit) as f:
@@ -231,13 +293,29 @@ def show_command(snapshot: str, repo: Repository, as_json: bool) -> None:
     click.echo(_describe(m))
     click.echo(f"  created {m.created} by {m.tool.get('name')} {m.tool.get('version')} in {m.seconds:.1f}s; "
                f"source {m.source.get('type')} {m.source.get('engine') or ''}")
+    if m.encryption:
+        click.echo(f"  encrypted at rest: {_encryption_line(m.encryption)}")
     for f in m.files:
         where = f" from {f.node} ({f.role})" if f.node else ""
         slots = f" slots {','.join(f'{a}-{b}' for a, b in f.slots)}" if f.slots else ""
         click.echo(f"  {f.name}  {f.magic}  {human_bytes(f.size)}  sha256 {f.sha256[:16]}…  crc64 {f.crc64}"
                    f"{where}{slots}")
+        if f.stored_sha256:
+            click.echo(f"      stored {human_bytes(f.stored_size or 0)}  sha256 {f.stored_sha256[:16]}…")
         for db, stats in f.databases.items():
             click.echo(f"      db{db}: {stats.keys:,} keys, {stats.expires:,} with expiry")
+
+
+def _encryption_line(record: dict) -> str:
+    scheme = record.get("scheme")
+    if scheme == "age":
+        return f"{record.get('format')}, to {', '.join(record.get('recipients') or [])}"
+    if scheme == "kms":
+        arns = ", ".join(k.get("key_arn", "?") for k in record.get("kms_keys") or [])
+        return f"{record.get('format')}, data key wrapped by {arns}"
+    if scheme == "passphrase":
+        return f"{record.get('format')}, passphrase (scrypt work factor {record.get('work_factor')})"
+    return f"{scheme} ({record.get('format')})"
 
 
 @click.command("forget")

@@ -5,6 +5,10 @@ A live node is read through the replication protocol (as a replica would, see
 replica where there is one. Every file streams straight into the repository through
 :func:`~snaptool.jobs.ingest.ingest`; the manifest is written only after every file is stored
 and checked, so a failed or killed backup never looks complete.
+
+With ``BackupOptions.encryption`` every file is stored as an age file (``….rdb.age``), encrypted in
+that same pass; the key material (recipients, or a KMS data key made for this snapshot) is set up
+before any source is read, and the manifest records how — never a secret (docs/encryption.md).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import BinaryIO, Callable, Iterator
+from typing import TYPE_CHECKING, BinaryIO, Callable, Iterator
 
 import redis
 
@@ -29,6 +33,9 @@ from ..storage.catalog import Catalog, shard_file_name, snapshot_dir
 from ..storage.manifest import KINDS, FileEntry, Manifest, new_snapshot_id
 from ..storage.repository import Repository, S3Settings
 from .ingest import ProgressFn, ingest
+
+if TYPE_CHECKING:  # cryptography is imported only by backups that encrypt
+    from ..crypto.schemes import EncryptionOptions, Sealer
 
 #: progress_for(label, total_bytes_or_None) gives the callback for one file's transfer.
 ProgressFactory = Callable[[str, int | None], ProgressFn]
@@ -49,6 +56,7 @@ class BackupOptions:
     username: str | None = None
     password: str | None = None
     source_s3: S3Settings | None = None  # for s3:// source files
+    encryption: EncryptionOptions | None = None  # encrypt at rest (age recipients, passphrase or KMS)
 
 
 def backup(source: str, repo: Repository, options: BackupOptions | None = None, *,
@@ -58,6 +66,8 @@ def backup(source: str, repo: Repository, options: BackupOptions | None = None, 
     options = options or BackupOptions()
     if options.kind not in KINDS:
         raise SnaptoolError(f"kind must be one of {', '.join(KINDS)}, not {options.kind!r}")
+    if options.encryption is not None:
+        options.encryption.check()  # bad recipients or options fail before any connection
     started = time.monotonic()
     if source.startswith(("redis://", "rediss://")):
         address = NodeAddress.parse(source, tls=options.tls, username=options.username,
@@ -86,8 +96,11 @@ class _Job:
         self.progress_for = progress_for
         self.created = datetime.now(timezone.utc)
         self.id = new_snapshot_id(source_name, self.created)
+        self.sealer: Sealer | None = None
 
     def run(self) -> Manifest:
+        if self.options.encryption is not None:
+            self.sealer = self.options.encryption.seal(self.id)  # for KMS: this snapshot's data key
         try:
             source, files = self.collect()
         except BaseException:
@@ -96,7 +109,8 @@ class _Job:
             raise
         source["type"] = self.source_type
         return Manifest(id=self.id, created=self.created.isoformat(timespec="seconds").replace("+00:00", "Z"),
-                        kind=self.options.kind, source=source, files=files, tags=list(self.options.tags))
+                        kind=self.options.kind, source=source, files=files, tags=list(self.options.tags),
+                        encryption=self.sealer.record if self.sealer is not None else None)
 
     def collect(self) -> tuple[dict, list[FileEntry]]:
         raise NotImplementedError
@@ -104,8 +118,9 @@ class _Job:
     def store(self, stream: BinaryIO, index: int, where: str, label: str, size: int | None,
               target: Target | None) -> FileEntry:
         progress = self.progress_for(label, size) if self.progress_for is not None else None
-        return ingest(stream, self.repo, self.id, shard_file_name(self.id, index), where=where,
-                      expected_size=size, digest=self.options.digest, digest_target=target, progress=progress)
+        name = shard_file_name(self.id, index) + (self.sealer.suffix if self.sealer is not None else "")
+        return ingest(stream, self.repo, self.id, name, where=where, expected_size=size, digest=self.options.digest,
+                      digest_target=target, progress=progress, sealer=self.sealer)
 
 
 class _FileBackup(_Job):

@@ -4,7 +4,9 @@ Fetch the files, check size and SHA-256 against the manifest, re-read each to ch
 and its key counts per database, start throwaway engine node(s) of the chosen engine (a local
 cluster for a sharded snapshot), load the files and compare every key and the DEBUG DIGEST with
 the snapshot, then tear everything down. Each step is a check in the report and a test case in
-the JUnit XML, so CI systems show which step failed and why.
+the JUnit XML, so CI systems show which step failed and why. An encrypted snapshot is decrypted
+in the fetch step (``keys``; KMS needs none): a missing or wrong key, or an object that fails
+authentication, fails that step.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import tempfile
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..engines.discovery import Engine, engine_for_rdb, find_engine
 from ..errors import SnaptoolError
@@ -26,6 +28,9 @@ from .convert import convert
 from .fetch import Fetched, fetch, records_of
 from .ingest import count_file
 from .validate import validate_cluster, validate_node
+
+if TYPE_CHECKING:  # cryptography is imported only for encrypted snapshots
+    from ..crypto.schemes import DecryptionKeys
 
 
 @dataclass
@@ -94,9 +99,10 @@ class _Steps:
 
 
 def drill(spec: str, repo: Repository, *, engine: str | None = None, target: Target | None = None,
-          echo: Callable[[DrillCheck], None] | None = None) -> DrillReport:
+          echo: Callable[[DrillCheck], None] | None = None, keys: DecryptionKeys | None = None) -> DrillReport:
     """Run the drill on snapshot ``spec`` (id, prefix or ``latest``); ``echo`` sees each check
-    as it finishes. The report says pass or fail; only a missing snapshot raises."""
+    as it finishes; ``keys`` open an encrypted snapshot. The report says pass or fail; only a
+    missing snapshot raises."""
     started = time.monotonic()
     manifest = Catalog(repo).resolve(spec)
     report = DrillReport(manifest.id, repo.url, keys=manifest.keys)
@@ -105,8 +111,10 @@ def drill(spec: str, repo: Repository, *, engine: str | None = None, target: Tar
         fetched: list[Fetched] = []
 
         def get() -> str:
-            fetched.extend(fetch(repo, manifest, work))
-            return f"{len(fetched)} file(s), {manifest.size:,} bytes, sizes and sha256 match the manifest"
+            fetched.extend(fetch(repo, manifest, work, keys=keys))
+            opened = f"; decrypted ({manifest.encryption.get('scheme')}) with {fetched[0].decrypted_with}" \
+                if manifest.encryption and fetched else ""
+            return f"{len(fetched)} file(s), {manifest.size:,} bytes, sizes and sha256 match the manifest{opened}"
 
         ok = steps.run("fetch and sha256", get)
         for item in fetched if ok else []:

@@ -5,12 +5,16 @@ repository writer: SHA-256 over every byte, and the RDB reader over the same byt
 own CRC-64 is verified and the manifest's key and expiry counts per database come out of the same
 read. Runs of simple records are counted by the fast scanner without decoding; nothing is held
 whole. A stream that is not a complete, valid RDB raises before the file is committed.
+
+Encrypted at rest (a ``sealer``), the same pass splits in two: the plaintext goes to the SHA-256
+and the reader as before, and through the age encryptor, whose ciphertext goes to the repository
+writer through a second SHA-256 — so the manifest covers both the RDB and the stored object.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Any, BinaryIO, Callable, Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator
 
 from ..errors import RdbError
 from ..rdb.fastscan import SCANNABLE, Run, ScanStats, type_mask
@@ -21,6 +25,9 @@ from ..storage.catalog import file_path
 from ..storage.manifest import DbStats, FileEntry
 from ..storage.repository import Repository
 from .digest import digest_records
+
+if TYPE_CHECKING:  # cryptography is imported only by backups that encrypt
+    from ..crypto.schemes import Sealer
 
 ProgressFn = Callable[[int, int], None]  # (bytes so far, keys so far)
 _ALL = type_mask(SCANNABLE)
@@ -46,6 +53,21 @@ class _Tee:
 
     def close(self) -> None:
         """The caller owns both ends."""
+
+
+class _Stored:
+    """A writable file counting and hashing what reaches the repository (the stored object)."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.sha.update(data)
+        self.out.write(data)
+        self.size += len(data)
+        return len(data)
 
 
 class _Counter:
@@ -93,18 +115,27 @@ def count_file(path: str) -> tuple[dict[int, DbStats], End | None]:
 
 def ingest(stream: BinaryIO, repo: Repository, snapshot_id: str, name: str, *, where: str,
            expected_size: int | None = None, digest: bool = False, digest_target: Target | None = None,
-           progress: ProgressFn | None = None) -> FileEntry:
+           progress: ProgressFn | None = None, sealer: Sealer | None = None) -> FileEntry:
     """Copy ``stream`` (an RDB) to ``snapshots/<id>/<name>`` and describe it.
 
     ``where`` names the source in errors. With ``digest`` the file's DEBUG DIGEST (keys expired
     now left out) is computed too, as ``digest_target`` (default: the newest engine writing this
     RDB version) would report it: a decode of every value, much slower than the copy, so it is
-    asked for, not the default.
+    asked for, not the default. With ``sealer`` the object is stored encrypted (an age file) and
+    the entry also gets ``stored_size``/``stored_sha256`` of what was stored.
     """
     counter = _Counter()
     digest_hex = None
+    stored: _Stored | None = None
+    if sealer is not None and expected_size is not None:
+        from ..crypto.age import stored_size
+        expected_size = stored_size(expected_size, 4096)
     with repo.writer(file_path(snapshot_id, name), expected_size) as out:
-        tee = _Tee(stream, out)
+        sink: Any = out
+        if sealer is not None:
+            stored = _Stored(out)
+            sink = sealer.writer(stored)
+        tee = _Tee(stream, sink)
         reader = RdbReader(tee, path=where)
         header = reader.read_header()
         if digest:
@@ -118,6 +149,8 @@ def ingest(stream: BinaryIO, repo: Repository, snapshot_id: str, name: str, *, w
             raise RdbError("the RDB stream ended without an EOF marker", offset=tee.size, path=where)
         if stream.read(1):
             raise RdbError("data after the RDB end marker", offset=tee.size, path=where)
+        if stored is not None:
+            sink.close()  # seals the final chunk
         if progress is not None:
             progress(tee.size, counter.keys)
     return FileEntry(
@@ -125,4 +158,6 @@ def ingest(stream: BinaryIO, repo: Repository, snapshot_id: str, name: str, *, w
         magic=header.magic.decode("ascii", "replace"),
         crc64=f"{end.stored:016x}" if end.stored else None,
         databases=dict(sorted(counter.databases.items())),
-        digest=digest_hex, digest_engine=digest_target.name if digest else None, written_by=counter.written_by)
+        digest=digest_hex, digest_engine=digest_target.name if digest else None, written_by=counter.written_by,
+        stored_size=stored.size if stored is not None else None,
+        stored_sha256=stored.sha.hexdigest() if stored is not None else None)

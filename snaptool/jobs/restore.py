@@ -5,6 +5,8 @@ directory they are copied, re-split or re-encoded as asked and loaded into local
 the comparison; into a live target they go through pipelined RESTORE
 (:mod:`snaptool.engines.loader`) and the target itself is compared with the snapshot
 (:mod:`snaptool.jobs.validate_live`). Validation is not optional: a difference is an error.
+Encrypted snapshots are decrypted by the fetch (``RestoreOptions.keys``; KMS needs none), every
+file verified before the first key is written.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import os
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import redis
 
@@ -37,6 +39,9 @@ from .split import split
 from .validate import ValidationReport, validate_cluster, validate_node
 from .validate_live import validate_live
 
+if TYPE_CHECKING:  # cryptography is imported only for encrypted snapshots
+    from ..crypto.schemes import DecryptionKeys
+
 
 @dataclass
 class RestoreOptions:
@@ -53,6 +58,7 @@ class RestoreOptions:
     tls: TlsOptions | None = None
     username: str | None = None
     password: str | None = None
+    keys: DecryptionKeys | None = None  # identities / passphrase for encrypted snapshots (KMS: none needed)
 
 
 @dataclass
@@ -67,6 +73,7 @@ class RestoreReport:
     seconds: float = 0.0
     load_seconds: float = 0.0
     validation: ValidationReport | None = None
+    decrypted_with: str | None = None  # the key that opened an encrypted snapshot
 
     @property
     def keys_per_second(self) -> float:
@@ -93,11 +100,12 @@ def restore(spec: str, repo: Repository, options: RestoreOptions, *,
     started = time.monotonic()
     manifest = Catalog(repo).resolve(spec)
     with tempfile.TemporaryDirectory(prefix="snaptool-restore-") as work:
-        fetched = fetch(repo, manifest, work)
+        fetched = fetch(repo, manifest, work, keys=options.keys)
         if options.to is not None:
             report = _to_live(manifest, fetched, options, progress)
         else:
             report = _to_dir(manifest, fetched, options, progress)
+    report.decrypted_with = fetched[0].decrypted_with if fetched else None
     report.seconds = round(time.monotonic() - started, 3)
     if report.validation is not None and not report.validation.ok:
         raise ValidationError(report.validation.summary(), report.validation)
