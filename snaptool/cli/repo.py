@@ -17,8 +17,10 @@ from ..jobs.split import parse_db_map
 from ..rdb.slots import SlotLayout
 from ..rdb.targets import parse_target
 from ..storage.catalog import Catalog
+from ..storage.lock import exclusive_lock
 from ..storage.manifest import Manifest
 from ..storage.repository import Repository, S3Settings
+from .s3options import elasticache_options, s3_write_options
 from .output import emit_json, human_bytes, transfer_progress
 
 _json = click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
@@ -31,10 +33,11 @@ def repo_options(command: Callable) -> Callable:
     @click.option("--s3-region", help="S3 region (default: AWS_REGION / AWS_DEFAULT_REGION / the profile).")
     @click.option("--s3-profile", help="AWS profile (default: AWS_PROFILE).")
     @click.option("--s3-endpoint-url", help="S3-compatible endpoint (default: AWS_ENDPOINT_URL).")
+    @s3_write_options()
     @functools.wraps(command)
     def wrapper(repo_url: str, s3_region: str | None, s3_profile: str | None, s3_endpoint_url: str | None,
-                **kwargs: Any) -> Any:
-        settings = S3Settings(region=s3_region, profile=s3_profile, endpoint_url=s3_endpoint_url)
+                s3_write: dict, **kwargs: Any) -> Any:
+        settings = S3Settings(region=s3_region, profile=s3_profile, endpoint_url=s3_endpoint_url, **s3_write)
         return command(repo=Repository.open(repo_url, s3=settings), **kwargs)
     return wrapper
 
@@ -130,15 +133,19 @@ def _describe(m: Manifest) -> str:
 @click.option("--digest", is_flag=True, help="Also record each file's DEBUG DIGEST (decodes every value: slow).")
 @click.option("--timeout", type=float, default=60.0, show_default=True,
               help="Seconds without data from a node before giving up.")
+@click.option("--pin", is_flag=True, help="Never remove this snapshot by retention (prune).")
 @encrypt_options
+@elasticache_options
 @_json
 def backup_command(source: str, repo: Repository, login: dict, tags: tuple[str, ...], kind: str,
-                   from_primary: bool, digest: bool, timeout: float, encryption: Any, as_json: bool) -> None:
+                   from_primary: bool, digest: bool, timeout: float, pin: bool, encryption: Any, elasticache: dict,
+                   as_json: bool) -> None:
     """Back up an RDB file, a live node or a whole cluster into the repository.
 
     \b
     SOURCE is a file path or URL (file://, s3://, https://), a node redis://[user:pass@]host:port
-    (rediss:// for TLS), or any node of a cluster (every shard is taken, from replicas where up).
+    (rediss:// for TLS), any node of a cluster (every shard is taken, from replicas where up), or
+    an ElastiCache replication group elasticache://NAME?region=R (with --export-bucket).
     \b
     Examples:
       snaptool backup dump.rdb --repo /backups
@@ -148,7 +155,9 @@ def backup_command(source: str, repo: Repository, login: dict, tags: tuple[str, 
       snaptool backup dump.rdb --encrypt kms --kms-key-id alias/backups --kms-key-id arn:aws:kms:eu-west-1:…
     """
     options = BackupOptions(kind=kind, tags=tags, from_primary=from_primary, digest=digest, timeout=timeout,
-                            encryption=encryption, **login)
+                            encryption=encryption, pinned=pin, export_bucket=elasticache["export_bucket"],
+                            keep_source=elasticache["keep_source"], keep_export=elasticache["keep_export"],
+                            grant_elasticache=elasticache["grant"], poll_seconds=elasticache["poll_seconds"], **login)
     with transfer_progress() as bar_for:
         manifest = backup(source, repo, options, progress_for=bar_for)
     if as_json:
@@ -327,7 +336,8 @@ def forget_command(snapshot: str, repo: Repository, dry_run: bool) -> None:
     catalog = Catalog(repo)
     m = catalog.resolve(snapshot)
     if not dry_run:
-        catalog.forget(m.id)
+        with exclusive_lock(repo, "forget", renew=False):  # not while a backup or prune runs
+            catalog.forget(m.id)
     click.echo(f"{'would remove' if dry_run else 'removed'} {m.id} ({human_bytes(m.size)})")
 
 

@@ -29,6 +29,7 @@ from ..engines.replication import open_rdb_stream
 from ..engines.topology import ClusterNode, ClusterShard, is_cluster, read_topology
 from ..errors import EngineError, SnaptoolError
 from ..rdb.targets import Target, parse_target
+from ..storage.lock import shared_lock
 from ..storage.catalog import Catalog, shard_file_name, snapshot_dir
 from ..storage.manifest import KINDS, FileEntry, Manifest, new_snapshot_id
 from ..storage.repository import Repository, S3Settings
@@ -57,6 +58,13 @@ class BackupOptions:
     password: str | None = None
     source_s3: S3Settings | None = None  # for s3:// source files
     encryption: EncryptionOptions | None = None  # encrypt at rest (age recipients, passphrase or KMS)
+    pinned: bool = False  # never removed by retention
+    # elasticache:// sources: where ElastiCache exports to, and what to keep afterwards
+    export_bucket: str | None = None
+    keep_source: bool = False
+    keep_export: bool = False
+    grant_elasticache: bool = False
+    poll_seconds: float = 15.0
 
 
 def backup(source: str, repo: Repository, options: BackupOptions | None = None, *,
@@ -68,20 +76,41 @@ def backup(source: str, repo: Repository, options: BackupOptions | None = None, 
         raise SnaptoolError(f"kind must be one of {', '.join(KINDS)}, not {options.kind!r}")
     if options.encryption is not None:
         options.encryption.check()  # bad recipients or options fail before any connection
+    if source.startswith("elasticache://"):
+        return _elasticache(source, repo, options, progress_for)
     started = time.monotonic()
-    if source.startswith(("redis://", "rediss://")):
-        address = NodeAddress.parse(source, tls=options.tls, username=options.username,
-                                    password=options.password)
-        if is_cluster(address):
-            job = _ClusterBackup(address, repo, options, progress_for)
+    with shared_lock(repo, "backup") as lease:  # prune never removes what is being written
+        if source.startswith(("redis://", "rediss://")):
+            address = NodeAddress.parse(source, tls=options.tls, username=options.username,
+                                        password=options.password)
+            if is_cluster(address):
+                job = _ClusterBackup(address, repo, options, progress_for)
+            else:
+                job = _NodeBackup(address, repo, options, progress_for)
         else:
-            job = _NodeBackup(address, repo, options, progress_for)
-    else:
-        job = _FileBackup(source, repo, options, progress_for)
-    manifest = job.run()
-    manifest.seconds = round(time.monotonic() - started, 3)
-    Catalog(repo).commit(manifest)
+            job = _FileBackup(source, repo, options, progress_for)
+        manifest = job.run()
+        manifest.seconds = round(time.monotonic() - started, 3)
+        manifest.pinned = options.pinned
+        lease.check()
+        Catalog(repo).commit(manifest)
     return manifest
+
+
+def _elasticache(source: str, repo: Repository, options: BackupOptions,
+                 progress_for: ProgressFactory | None) -> Manifest:
+    """A managed cluster: snapshot, export to a bucket, ingest (see jobs/elasticache_backup.py)."""
+    from .elasticache_backup import ElastiCacheBackupOptions, elasticache_backup
+
+    if not options.export_bucket:
+        raise SnaptoolError("elasticache:// needs --export-bucket (a bucket in the cluster's region)")
+    settings = ElastiCacheBackupOptions(
+        export_bucket=options.export_bucket, kind=options.kind, tags=options.tags, keep_source=options.keep_source,
+        keep_export=options.keep_export, grant=options.grant_elasticache, digest=options.digest,
+        encryption=options.encryption, poll_seconds=options.poll_seconds,
+        aws=options.source_s3 or repo.s3)
+    with shared_lock(repo, "backup"):
+        return elasticache_backup(source, repo, settings, progress_for=progress_for)
 
 
 class _Job:
