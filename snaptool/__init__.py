@@ -12,7 +12,9 @@ Everything the command line does is a function here::
 
 from .errors import (ChecksumError, EngineError, LossyConversionError, RdbError, SnaptoolError,
                      UnsupportedError, ValidationError)
+from .crypto.schemes import DecryptionKeys, EncryptionOptions
 from .jobs.backup import BackupOptions, backup
+from .jobs.copy import CopyOptions, copy_snapshot
 from .jobs.convert import convert
 from .jobs.digest import digest_file
 from .jobs.drill import drill
@@ -20,7 +22,9 @@ from .jobs.export import export_file
 from .jobs.inspect import inspect_file
 from .jobs.gc import gc
 from .jobs.merge import merge
+from .jobs.prune import Policy, prune
 from .jobs.restore import RestoreOptions, restore
+from .jobs.seed import SeedOptions, seed
 from .jobs.split import split
 from .rdb.builder import RdbBuilder
 from .rdb.reader import RdbReader
@@ -30,6 +34,7 @@ from .storage.catalog import Catalog
 from .storage.repository import Repository, S3Settings
 
 __all__ = [
+    "CopyOptions", "DecryptionKeys", "EncryptionOptions", "Policy", "SeedOptions", "copy_snapshot", "prune", "seed",
     "BackupOptions", "Catalog", "ChecksumError", "EngineError", "LossyConversionError", "RdbBuilder", "RdbError",
     "RdbReader", "Repository", "RestoreOptions", "S3Settings", "SlotLayout", "SnaptoolError",
     "UnsupportedError", "ValidationError", "backup", "convert", "digest_file", "drill", "export_file", "gc",

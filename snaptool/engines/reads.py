@@ -8,6 +8,10 @@ reply. Lists and stream entries are read in order (LRANGE, XRANGE); sets, sorted
 are checked by their size plus lookups of the expected elements (SMISMEMBER, ZMSCORE, HMGET),
 which is exact (a set of N members that holds N given members holds exactly those) and needs
 neither side held whole. Scores are compared as doubles, bit for bit.
+
+Readers run over a redis-py client or, for bulk work, a raw :class:`~snaptool.engines.resp.
+RespConnection`. :class:`DumpCheck` compares whole keys by their ``DUMP`` payload, which
+proves most keys equal without decoding them when the node writes values as the file does.
 """
 
 from __future__ import annotations
@@ -19,8 +23,12 @@ from typing import Any, Callable, Generator, Iterable, Iterator, Sequence
 import redis
 
 from ..errors import EngineError
+from ..rdb import constants as C
+from ..rdb.checksum import crc64
+from ..rdb.items import Record
 from ..rdb.model import StreamEntry, StreamGroup, StreamValue, format_id
 from .address import NodeAddress
+from .resp import RespConnection
 
 #: elements per page of one key (LRANGE / lookups / XRANGE)
 PAGE = 512
@@ -28,6 +36,8 @@ PAGE = 512
 Command = tuple[Any, ...]
 #: yields the commands of its next round, receives their replies, returns a problem (None: equal)
 Reader = Generator[list[Command], list[Any], Any]
+#: where commands go: a raw connection (bulk work) or a redis-py client (a few commands)
+Client = RespConnection | redis.Redis
 
 
 @dataclass(frozen=True)
@@ -93,23 +103,44 @@ def info_fields(client: redis.Redis, section: str) -> dict[str, str]:
 
 # --------------------------------------------------------------------------- driving readers
 
-def run_pipelined(client: redis.Redis, readers: Sequence[Reader]) -> list[Any]:
+def run_pipelined(client: Client, readers: Sequence[Reader]) -> list[Any]:
     """Run ``readers`` side by side, one pipeline round trip per round; their results in order."""
     results: list[Any] = [None] * len(readers)
     active: list[tuple[int, Reader, list[Command]]] = []
     for index, reader in enumerate(readers):
         _advance(index, reader, None, active, results)
+    _rounds(client, active, results)
+    return results
+
+
+def resume_pipelined(client: Client, started: Sequence[tuple[Reader, list[Command]]],
+                     replies: list[Any]) -> list[Any]:
+    """Like :func:`run_pipelined`, for readers whose first commands went out with other traffic:
+    ``started`` pairs each reader with the commands it yielded first, ``replies`` holds their
+    replies in the same order."""
+    results: list[Any] = [None] * len(started)
+    active: list[tuple[int, Reader, list[Command]]] = []
+    at = 0
+    for index, (reader, commands) in enumerate(started):
+        _advance(index, reader, replies[at:at + len(commands)], active, results)
+        at += len(commands)
+    _rounds(client, active, results)
+    return results
+
+
+def _rounds(client: Client, active: list[tuple[int, Reader, list[Command]]], results: list[Any]) -> None:
     while active:
         replies = pipelined(client, [command for _, _, commands in active for command in commands])
         current, active, at = active, [], 0
         for index, reader, commands in current:
             _advance(index, reader, replies[at:at + len(commands)], active, results)
             at += len(commands)
-    return results
 
 
-def pipelined(client: redis.Redis, commands: Iterable[Command]) -> list[Any]:
+def pipelined(client: Client, commands: Iterable[Command]) -> list[Any]:
     """The replies to ``commands`` sent in one round trip; a refused command's reply is its error."""
+    if isinstance(client, RespConnection):
+        return client.execute(list(commands))
     pipe = client.pipeline(transaction=False)
     for command in commands:
         pipe.execute_command(*command)
@@ -150,6 +181,87 @@ def _name(command: Command) -> str:
     if head.upper() in ("XINFO", "DEBUG", "CLUSTER") and len(command) > 1:
         return f"{head} {command[1]}"
     return head
+
+
+# --------------------------------------------------------------------------- DUMP payloads
+
+#: records larger than this are not compared by DUMP (the reply would carry the value whole)
+DUMP_MAX = 1 << 19
+#: a type whose payloads differed this often, mostly, is no longer compared by DUMP
+_DUMP_GIVE_UP = 100
+#: modules (only counted), and hash tables: a node writes their elements in its own order
+_DUMP_NEVER = (C.T_MODULE_PRE_GA, C.T_MODULE_2, C.T_SET, C.T_HASH, C.T_HASH_METADATA_PRE_GA, C.T_HASH_METADATA)
+_DUMP_AND_TTL = b"*2\r\n$4\r\nDUMP\r\n$%d\r\n%b\r\n*2\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n"
+
+
+class DumpCheck:
+    """Compare keys by ``DUMP`` payload and expiry, the cheapest exact comparison there is.
+
+    A payload is the record's type byte and value bytes as the file holds them, the RDB version
+    and a CRC-64 (:mod:`snaptool.rdb.dump`): a node that serializes its value into exactly those
+    bytes holds exactly that value, whatever its type, so nothing needs decoding or hashing. A
+    node serializes a value the way the file's writer did when it is the same release, which is
+    the common case (restores, drills); other nodes write some types differently (an older
+    file's ziplists as listpacks, strings compressed or not), so a payload that differs proves
+    nothing: the caller compares that key the usual way, and a type whose payloads keep
+    differing is not asked for again. Hash tables are never asked for (a node writes their
+    elements in its own order); module values are left to the caller (they are only counted),
+    as are expiring keys where only a relative TTL can be read.
+    """
+
+    def __init__(self, traits: ServerTraits, rdb_version: int) -> None:
+        self.ttl = b"PEXPIRETIME" if traits.pexpiretime else b"PTTL"
+        self.absolute = traits.pexpiretime
+        self.footer = rdb_version.to_bytes(2, "little")
+        self.enabled = True
+        self.skipped = bytearray(256)  # type bytes not compared by DUMP
+        for t in _DUMP_NEVER:
+            self.skipped[t] = 1
+        self.matched = [0] * 256
+        self.differed = [0] * 256
+
+    def eligible(self, record: Record) -> bool:
+        raw = record.raw
+        return self.enabled and type(raw) is bytes and len(raw) <= DUMP_MAX and not self.skipped[record.type] \
+            and (self.absolute or record.expire_ms is None)
+
+    def send(self, conn: RespConnection, records: list[Record]) -> Callable[[], list[bool | None] | None]:
+        """Ask for the records' payloads and expiries; returns what reads the replies: None when
+        every key is as the snapshot has it, otherwise per key True (equal), False (no such key)
+        or None (not proven: compare it another way)."""
+        ttl, size = self.ttl, len(self.ttl)
+        conn.send(b"".join([_DUMP_AND_TTL % (len(r.key), r.key, size, ttl, len(r.key), r.key) for r in records]))
+        payloads = [self._payload(r) for r in records]
+        predicted = b"".join([b"$%d\r\n%b\r\n:%d\r\n" % (len(p), p, -1 if r.expire_ms is None else r.expire_ms)
+                              for r, p in zip(records, payloads)])
+
+        def verdicts() -> list[bool | None] | None:
+            if conn.matches(predicted):
+                return None
+            replies = conn.replies(2 * len(records))
+            return [self._verdict(r, p, dump, expiry)
+                    for r, p, dump, expiry in zip(records, payloads, replies[0::2], replies[1::2])]
+        return verdicts
+
+    def _payload(self, record: Record) -> bytes:
+        raw = record.raw
+        body = raw[:1] + raw[record.value_start:] + self.footer
+        return body + crc64(body).to_bytes(8, "little")
+
+    def _verdict(self, record: Record, payload: bytes, dump: Any, expiry: Any) -> bool | None:
+        if isinstance(dump, redis.ResponseError):  # DUMP refused (ACLs): the caller's way only
+            self.enabled = False
+            return None
+        if dump is None:
+            return False if expiry == -2 else None
+        t = record.type
+        if dump != payload:
+            self.differed[t] += 1
+            if self.differed[t] >= _DUMP_GIVE_UP and self.differed[t] > 4 * self.matched[t]:
+                self.skipped[t] = 1
+            return None
+        self.matched[t] += 1
+        return expiry == (-1 if record.expire_ms is None else record.expire_ms) or None
 
 
 # --------------------------------------------------------------------------- comparisons
@@ -388,5 +500,6 @@ def _rows(reply: Any) -> list[list[Any]]:
     return [list(row) for row in reply or []]
 
 
-__all__ = ["PAGE", "Command", "Reader", "ServerTraits", "compare_stream_meta", "compare_value", "info_fields",
-           "pipelined", "raw_client", "require", "resume", "run_pipelined"]
+__all__ = ["DUMP_MAX", "PAGE", "Client", "Command", "DumpCheck", "Reader", "ServerTraits", "compare_stream_meta",
+           "compare_value", "info_fields", "pipelined", "raw_client", "require", "resume", "resume_pipelined",
+           "run_pipelined"]

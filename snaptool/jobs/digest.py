@@ -30,10 +30,31 @@ class DigestReport:
     at_ms: int
 
 
+def string_value(record: Record) -> bytes:
+    """A string record's value. Most are stored raw: their bytes are sliced out of the record
+    without a decoder; int-encoded, compressed and spilled ones are decoded."""
+    raw, at = record.raw, record.value_start
+    if type(raw) is bytes:
+        head = raw[at]
+        if head < 0x40:
+            start, size = at + 1, head
+        elif head < 0x80:
+            start, size = at + 2, ((head & 0x3F) << 8) | raw[at + 1]
+        elif head == 0x80:
+            start, size = at + 5, int.from_bytes(raw[at + 1:at + 5], "big")
+        else:
+            return record.value()
+        if start + size == len(raw):
+            return raw[start:]
+    return record.value()
+
+
 def digest_value_input(record: Record) -> Any | None:
     """The value to feed the digest, or None for an empty collection (loaders skip those)."""
     kind = record.kind
-    if kind in ("string", "stream", "module"):
+    if kind == "string":
+        return string_value(record)
+    if kind in ("stream", "module"):
         return record.value()
     items: Iterator = record.iter_value()
     first = next(items, None)

@@ -10,7 +10,7 @@ the check starts are left out (a loading primary drops them).
 from __future__ import annotations
 
 import time
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable
 
 from ..engines.cluster import LocalCluster
 from ..engines.discovery import Engine
@@ -19,7 +19,6 @@ from ..rdb.digest import DatasetDigest
 from ..rdb.items import Record
 from ..rdb.slots import SlotLayout
 from ..rdb.targets import parse_target
-from .digest import digest_value_input
 from .validate_live import ValidationReport, validate_live
 
 
@@ -36,29 +35,18 @@ def validate_cluster(engine: Engine, layout: SlotLayout, files: list[str], recor
 
 def validate_node(engine: Engine, file: str, records: Iterable[Record], *, databases: int = 16,
                   progress: Callable[[int, int], None] | None = None) -> ValidationReport:
-    """Load ``file`` into one standalone node and compare every key, then the DEBUG DIGEST."""
+    """Load ``file`` into one standalone node and compare every key, then the DEBUG DIGEST
+    (computed from the same pass over each value as the key's own digest)."""
     started = time.monotonic()
     target = parse_target(engine.target_name)
     dataset = DatasetDigest(target.score_format, target.hexpire_marker)
     with EngineServer(engine, rdb=file, config={"databases": str(max(16, databases))}) as server:
-        folded = _folded(records, dataset, int(time.time() * 1000))
-        report = validate_live(server.address, folded, mode="digest", progress=progress)
+        report = validate_live(server.address, records, mode="digest", progress=progress, dataset=dataset)
         report.digest_live = server.client().execute_command("DEBUG", "DIGEST").decode()
     report.digest_expected = dataset.hexdigest()
     report.target = ""
     report.seconds = time.monotonic() - started
     return report
-
-
-def _folded(records: Iterable[Record], dataset: DatasetDigest, at_ms: int) -> Iterator[Record]:
-    """The records unchanged, each key a loading engine keeps also folded into ``dataset`` (the
-    expected DEBUG DIGEST)."""
-    for record in records:
-        if record.expire_ms is None or record.expire_ms >= at_ms:
-            value = digest_value_input(record)
-            if value is not None:
-                dataset.add(record.db, record.key, record.kind, value, has_expire=record.expire_ms is not None)
-        yield record
 
 
 __all__ = ["ValidationReport", "validate_cluster", "validate_node"]

@@ -11,11 +11,18 @@ settings. Keys are compared in one of two ways:
 * ``reads``: type-aware reads compared with the decoded record (:mod:`snaptool.engines.reads`),
   for nodes that refuse DEBUG, as managed services do.
 
-``auto`` probes DEBUG once per primary and picks digest when every one answers. Expiry times are
-compared in both modes (PEXPIRETIME where the engine has it, else PTTL within a tolerance). Counts
-are always complete, also when only a sample of keys is compared: expected keys per database
-against INFO keyspace, and in a cluster expected keys per slot against CLUSTER COUNTKEYSINSLOT on
-the slot's owner, plus keys a node holds in slots it does not own.
+In both modes a key the node serializes exactly as the file holds it (its ``DUMP`` payload, the
+common case when the node runs the release that wrote the file) is proven equal by that alone,
+without decoding or hashing its value; every other key, and every key that differs, is compared
+the mode's way, which also says what differs. ``auto`` probes DEBUG once per primary and picks
+digest when every one answers. Expiry times are compared in both modes (PEXPIRETIME where the
+engine has it, else PTTL within a tolerance). Counts are always complete, also when only a
+sample of keys is compared: expected keys per database against INFO keyspace, and in a cluster
+expected keys per slot against CLUSTER COUNTKEYSINSLOT on the slot's owner, plus keys a node
+holds in slots it does not own.
+
+Keys travel in pipelined batches over raw connections (:mod:`snaptool.engines.resp`): a batch
+whose replies are exactly those the snapshot predicts is confirmed with one comparison of bytes.
 """
 
 from __future__ import annotations
@@ -23,27 +30,31 @@ from __future__ import annotations
 import random
 import time
 from array import array
+from binascii import hexlify
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable
 
 import redis
 
 from ..engines.address import NodeAddress
-from ..engines.reads import Command, Reader, ServerTraits, compare_stream_meta, compare_value, info_fields, \
-    pipelined, raw_client, require, resume, run_pipelined
+from ..engines.reads import (Command, DumpCheck, Reader, ServerTraits, compare_stream_meta, compare_value,
+                             info_fields, pipelined, raw_client, require, resume, resume_pipelined, run_pipelined)
+from ..engines.resp import ConnectionLost, RespConnection, bulk, encode, encode_all
 from ..engines.topology import is_cluster, read_topology
 from ..errors import EngineError, SnaptoolError
 from ..rdb.checksum import key_slot
-from ..rdb.digest import value_digest
+from ..rdb.digest import DatasetDigest, string_digest, value_digest
+from ..rdb.dump import dump_version
 from ..rdb.items import Record
 from ..rdb.slots import SLOTS
 from ..rdb.targets import ENGINES, Target
 from ..rdb.values import is_empty
-from .digest import digest_value_input
+from .digest import digest_value_input, string_value
 
 MODES = ("auto", "digest", "reads")
 _BATCH_KEYS = 500
 _BATCH_BYTES = 4 << 20  # serialized record bytes per pipelined batch: bounds the replies in flight
+_PROGRESS_EVERY = 1024  # records between progress reports
 _SAMPLE_SEED = 20240611
 _ZERO = b"0" * 40
 _PROBE_KEY = b"snaptool:probe"
@@ -139,14 +150,17 @@ class ValidationReport:
 
 def validate_live(address: NodeAddress, records: Iterable[Record], *, mode: str = "auto",
                   sample: int | None = None, ttl_tolerance_ms: int = 2000,
-                  progress: Callable[[int, int], None] | None = None) -> ValidationReport:
+                  progress: Callable[[int, int], None] | None = None,
+                  dataset: DatasetDigest | None = None) -> ValidationReport:
     """Compare the live node or cluster at ``address`` with the snapshot ``records``.
 
     ``mode``: "digest", "reads" or "auto" (digest when every primary answers DEBUG). ``sample=N``
     compares N keys chosen uniformly at random (seeded, reproducible) instead of every key; counts
     stay complete. ``ttl_tolerance_ms`` applies where only PTTL (a relative TTL) is available.
-    ``progress(offset, checked)`` is told how far it got. EngineError when a node cannot be
-    reached or refuses a command the comparison needs.
+    ``progress(offset, checked)`` is told how far it got. ``dataset``, when given, gets every key
+    the target should hold folded in (the expected ``DEBUG DIGEST``), sharing the pass over each
+    value with the comparison. EngineError when a node cannot be reached or refuses a command the
+    comparison needs.
     """
     if mode not in MODES:
         raise SnaptoolError(f"unknown validation mode {mode!r} (auto, digest or reads)")
@@ -155,7 +169,7 @@ def validate_live(address: NodeAddress, records: Iterable[Record], *, mode: str 
     started = time.monotonic()
     deployment = _Deployment(address)
     try:
-        report = _run(deployment, records, mode, sample, ttl_tolerance_ms, progress)
+        report = _run(deployment, records, mode, sample, ttl_tolerance_ms, progress, dataset)
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise EngineError(f"lost the connection to {address}: {exc}") from None
     except redis.RedisError as exc:  # INFO or a probe refused (ACLs, renamed commands)
@@ -167,31 +181,47 @@ def validate_live(address: NodeAddress, records: Iterable[Record], *, mode: str 
 
 
 def _run(deployment: _Deployment, records: Iterable[Record], mode: str, sample: int | None, tolerance: int,
-         progress: Callable[[int, int], None] | None) -> ValidationReport:
+         progress: Callable[[int, int], None] | None, dataset: DatasetDigest | None) -> ValidationReport:
     traits = ServerTraits.read(deployment.client(0, 0))
     report = ValidationReport(traits.name, target=str(deployment.address), mode=_choose_mode(mode, deployment),
                               sample=sample)
-    checker = _Checker(deployment, traits, report, tolerance)
+    # keys compared by digest fold into the dataset digest as they are compared; any other key here
+    shared = dataset if report.mode == "digest" and sample is None else None
+    fold = dataset if shared is None else None
+    checker = _Checker(deployment, traits, report, tolerance, shared)
     reservoir = _Reservoir(sample) if sample is not None else None
     now_ms = int(time.time() * 1000)
+    counts, slots, cluster = report.expected_per_db, checker.expected_slots, deployment.cluster
+    seen, record = 0, None
     for record in records:
         if record.expire_ms is not None and record.expire_ms < now_ms:
             report.expired_skipped += 1
             record.release()
-        elif is_empty(record):  # loaders skip empty collections
+        elif record.type and is_empty(record):  # loaders skip empty collections (type 0 is a string)
             record.release()
         else:
-            where = deployment.route(record)
-            checker.expect(record, +1)
+            if cluster:
+                slot = key_slot(record.key)
+                slots[slot] += 1
+                where = (deployment.owner[slot], 0)
+            else:
+                where = (0, record.db)
+            counts[where[1]] = counts.get(where[1], 0) + 1
+            if fold is not None:
+                fold.add(record.db, record.key, record.kind, digest_value_input(record),
+                         has_expire=record.expire_ms is not None)
             if reservoir is None:
                 checker.add(where, record)  # released once compared
             elif (dropped := reservoir.offer((where, record))) is not None:
                 dropped[1].release()
-        if progress is not None:
+        seen += 1
+        if progress is not None and not seen % _PROGRESS_EVERY:
             progress(record.offset + record.size, report.checked)
-    for where, record in reservoir.items if reservoir is not None else ():
-        checker.add(where, record)
+    for where, kept in reservoir.items if reservoir is not None else ():
+        checker.add(where, kept)
     checker.flush()
+    if progress is not None and record is not None:
+        progress(record.offset + record.size, report.checked)
     _count_live(deployment, checker)
     return report
 
@@ -212,7 +242,8 @@ def _choose_mode(mode: str, deployment: _Deployment) -> str:
 
 class _Deployment:
     """The primaries that hold the data: one standalone node (every database) or each primary of a
-    cluster (database 0, keys routed by slot)."""
+    cluster (database 0, keys routed by slot). Control commands go through redis-py, the key by
+    key comparison through raw connections."""
 
     def __init__(self, address: NodeAddress) -> None:
         self.address = address
@@ -229,27 +260,31 @@ class _Deployment:
                 for start, end in ranges:
                     self.owner[start:end + 1] = array("H", [index]) * (end - start + 1)
         self._clients: dict[tuple[int, int], redis.Redis] = {}
+        self._conns: dict[tuple[int, int, int], RespConnection] = {}
 
     def client(self, node: int, db: int) -> redis.Redis:
         if (node, db) not in self._clients:
             self._clients[node, db] = raw_client(self.nodes[node], db)
         return self._clients[node, db]
 
+    def conn(self, node: int, db: int, lane: int = 0) -> RespConnection:
+        """A raw connection to ``node`` with ``db`` selected; ``lane`` tells several apart."""
+        if (node, db, lane) not in self._conns:
+            self._conns[node, db, lane] = RespConnection(self.nodes[node], db)
+        return self._conns[node, db, lane]
+
     def db_of(self, record: Record) -> int:
         """Where the key lives: its database, or db 0 in a cluster (the only one it has: keys of
         other databases got there mapped to 0)."""
         return 0 if self.cluster else record.db
 
-    def route(self, record: Record) -> tuple[int, int]:
-        """(node index, database) of the key."""
-        if not self.cluster:
-            return 0, record.db
-        return self.owner[key_slot(record.key)], 0
-
     def close(self) -> None:
         for client in self._clients.values():
             client.close()
+        for conn in self._conns.values():
+            conn.close()
         self._clients.clear()
+        self._conns.clear()
 
 
 class _Reservoir:
@@ -281,61 +316,143 @@ def _digest_rules(traits: ServerTraits) -> Target:
     return max(older, key=lambda t: t.version) if older else min(same, key=lambda t: t.version)
 
 
+Outcome = tuple[str, str]  # (what the comparison found, why it differs)
+Finish = Callable[[], "list[Outcome] | None"]  # reads a batch's replies: its outcomes, None when all equal
+
+
 class _Checker:
-    """Compares keys in pipelined batches per (node, database) and tallies what it finds."""
+    """Compares keys in batches per (node, database) and tallies what it finds.
+
+    A batch goes out as one request, and while the node answers it the replies the snapshot
+    predicts are built; a batch that comes back exactly as predicted is confirmed with one
+    comparison of bytes. Keys are first compared by DUMP payload where that can prove them
+    equal (:class:`~snaptool.engines.reads.DumpCheck`); the others, and any key whose reply
+    differs, the mode's way: by digest or by reads, through per-key readers that say what
+    differs. Each place has two connections used in turn, so one batch is settled while the
+    node already works on the next.
+    """
 
     def __init__(self, deployment: _Deployment, traits: ServerTraits, report: ValidationReport,
-                 tolerance_ms: int) -> None:
+                 tolerance_ms: int, dataset: DatasetDigest | None) -> None:
         self.deployment = deployment
         self.traits = traits
         self.report = report
         self.tolerance_ms = tolerance_ms
+        self.dataset = dataset
         self.rules = _digest_rules(traits)
+        self.ttl_name = b"PEXPIRETIME" if traits.pexpiretime else b"PTTL"
+        # keys compared by digest for the dataset digest are hashed anyway: DUMP would add work
+        self.dumps = DumpCheck(traits, dump_version(self.rules)) if dataset is None else None
         self.expected_slots = array("L", [0]) * SLOTS
         self.missing_per_db: dict[int, int] = {}
         self.batches: dict[tuple[int, int], list[Record]] = {}
         self.weights: dict[tuple[int, int], int] = {}
-
-    def expect(self, record: Record, step: int) -> None:
-        """Count (or, for a key that expired meanwhile, uncount) a key the target should hold."""
-        counts, db = self.report.expected_per_db, self.deployment.db_of(record)
-        counts[db] = counts.get(db, 0) + step
-        if self.deployment.cluster:
-            self.expected_slots[key_slot(record.key)] += step
+        self.lanes: dict[tuple[int, int], int] = {}
+        self.pending: dict[tuple[int, int], tuple[list[Record], Callable[[], None]]] = {}
 
     def add(self, where: tuple[int, int], record: Record) -> None:
-        batch = self.batches.setdefault(where, [])
+        batch = self.batches.get(where)
+        if batch is None:
+            batch = self.batches[where] = []
+            self.weights[where] = 0
         batch.append(record)
-        self.weights[where] = self.weights.get(where, 0) + record.size
-        if len(batch) >= _BATCH_KEYS or self.weights[where] >= _BATCH_BYTES:
-            del self.weights[where]
-            self._run(where, self.batches.pop(where))
+        weight = self.weights[where] + record.size
+        if len(batch) >= _BATCH_KEYS or weight >= _BATCH_BYTES:
+            del self.batches[where], self.weights[where]
+            self._submit(where, batch)
+        else:
+            self.weights[where] = weight
 
     def flush(self) -> None:
         for where in list(self.batches):
-            self._run(where, self.batches.pop(where))
+            del self.weights[where]
+            self._submit(where, self.batches.pop(where))
+        for where in list(self.pending):
+            self._settle(where, *self.pending.pop(where))
 
-    def _run(self, where: tuple[int, int], batch: list[Record]) -> None:
-        client = self.deployment.client(*where)
+    def _submit(self, where: tuple[int, int], batch: list[Record]) -> None:
+        """Send ``batch``, then settle the batch sent before it to the same place."""
+        lane = self.lanes[where] = 1 - self.lanes.get(where, 1)
+        conn = self.deployment.conn(*where, lane)
+        finish = self._guarded(where, lambda: self._send(conn, batch))
+        previous = self.pending.pop(where, None)
+        self.pending[where] = (batch, finish)
+        if previous is not None:
+            self._settle(where, *previous)
+
+    def _settle(self, where: tuple[int, int], batch: list[Record], finish: Callable[[], None]) -> None:
+        self._guarded(where, finish)
+        for record in batch:
+            record.release()
+
+    def _guarded(self, where: tuple[int, int], step: Callable[[], Any]) -> Any:
+        """``step()``, a refusal named after the node it came from."""
         try:
-            if self.report.mode == "digest":  # one DEBUG DIGEST-VALUE for the whole batch
-                command: Command = ("DEBUG", "DIGEST-VALUE", *(r.key for r in batch))
-                (digests,) = require(pipelined(client, [command]), [command])
-                readers = [self._by_digest(r, found) for r, found in zip(batch, digests)]
-            else:
-                readers = [self._by_reads(r) for r in batch]
-            outcomes = run_pipelined(client, readers)
+            return step()
+        except ConnectionLost:
+            raise
         except EngineError as exc:
             raise EngineError(f"{self.deployment.nodes[where[0]]} {exc}") from None
-        for record, (status, detail) in zip(batch, outcomes):
-            self._tally(record, status, detail)
-            record.release()
+
+    def _send(self, conn: RespConnection, batch: list[Record]) -> Callable[[], None]:
+        """Send the first request for ``batch``: DUMP for the keys it may prove equal, the mode's
+        own comparison for the others. Returns what reads the replies, compares the keys DUMP
+        did not prove the mode's way, and tallies."""
+        dumps = self.dumps
+        eligible: list[Record] = []
+        rest = batch if dumps is None else []
+        if dumps is not None:
+            for record in batch:
+                (eligible if dumps.eligible(record) else rest).append(record)
+        verdicts = dumps.send(conn, eligible) if dumps is not None and eligible else None
+        others = self._tallied(rest, self._send_mode(conn, rest)) if rest else None
+
+        def finish() -> None:
+            unproven = self._tally_dumps(eligible, verdicts()) if verdicts is not None else []
+            if others is not None:
+                others()
+            if unproven:
+                self._tallied(unproven, self._send_mode(conn, unproven))()
+        return finish
+
+    def _send_mode(self, conn: RespConnection, records: list[Record]) -> Finish:
+        if self.report.mode == "digest":
+            return self._send_digests(conn, records)
+        return self._send_reads(conn, records)
+
+    def _tallied(self, records: list[Record], finish: Finish) -> Callable[[], None]:
+        def tally() -> None:
+            outcomes = finish()
+            if outcomes is None:  # every key as the snapshot has it
+                self.report.checked += len(records)
+                self.report.equal += len(records)
+            else:
+                for record, (status, detail) in zip(records, outcomes):
+                    self._tally(record, status, detail)
+        return tally
+
+    def _tally_dumps(self, records: list[Record], verdicts: list[bool | None] | None) -> list[Record]:
+        """Tally the keys DUMP proved equal (or gone); the others, to compare the mode's way."""
+        if verdicts is None:
+            self.report.checked += len(records)
+            self.report.equal += len(records)
+            return []
+        rest = []
+        for record, verdict in zip(records, verdicts):
+            if verdict is None:
+                rest.append(record)
+            else:
+                self._tally(record, *((EQUAL, "") if verdict else self._gone(record)))
+        return rest
 
     def _tally(self, record: Record, status: str, detail: str) -> None:
         report = self.report
         if status == EXPIRED:
             report.expired_skipped += 1
-            self.expect(record, -1)
+            db = self.deployment.db_of(record)
+            report.expected_per_db[db] -= 1
+            if self.deployment.cluster:
+                self.expected_slots[key_slot(record.key)] -= 1
             return
         report.checked += 1
         if status == EQUAL:
@@ -351,40 +468,129 @@ class _Checker:
             report.different += 1
             report.note(f"different: {record.key!r}: {detail}")
 
-    def _by_digest(self, record: Record, found: bytes) -> Reader:
-        """``found`` (the key's DIGEST-VALUE) covers type, value and whether the key expires; the
-        expiry time is asked only of keys that have one (or whose digest differs, to say why)."""
-        key, kind = record.key, record.kind
+    # ------------------------------------------------------------------ digest mode
+
+    def _send_digests(self, conn: RespConnection, batch: list[Record]) -> Finish:
+        """One ``DEBUG DIGEST-VALUE`` for the whole batch, plus the expiry time of every key that
+        has one (the digest covers type, value and whether the key expires)."""
+        timed = [r for r in batch if r.expire_ms is not None]
+        digest_command: Command = (b"DEBUG", b"DIGEST-VALUE", *(r.key for r in batch))
+        ttl_commands: list[Command] = [(self.ttl_name, r.key) for r in timed]
+        conn.send(encode(*digest_command) + encode_all(ttl_commands))
+        kinds = [r.kind for r in batch]
+        values = [digest_value_input(r) for r in batch]
+        wants = [self._want(r, kind, value) for r, kind, value in zip(batch, kinds, values)]
+        predicted = b"*%d\r\n%b" % (len(wants), b"".join([b"+%b\r\n" % w for w in wants])) \
+            if None not in wants else None  # a module value's digest cannot be predicted
+
+        def finish() -> list[Outcome] | None:
+            if predicted is not None and conn.matches(predicted):
+                digests = None
+            else:
+                digests = require(conn.replies(1), [digest_command])[0]
+            if self.traits.pexpiretime and conn.matches(b"".join([b":%d\r\n" % r.expire_ms for r in timed])):
+                expiries = None
+            else:
+                expiries = require(conn.replies(len(timed)), ttl_commands)
+            if digests is None and expiries is None and "stream" not in kinds:
+                return None
+            found = iter(digests if digests is not None else wants)
+            expiry = iter(expiries if expiries is not None else [r.expire_ms for r in timed])
+            readers = [self._by_digest(r, kind, value, next(found), want,
+                                       next(expiry) if r.expire_ms is not None else None)
+                       for r, kind, value, want in zip(batch, kinds, values, wants)]
+            return run_pipelined(conn, readers)
+        return finish
+
+    def _want(self, record: Record, kind: str, value: Any) -> bytes | None:
+        """The DIGEST-VALUE reply the snapshot predicts (None for a module value: its digest
+        callback cannot run here)."""
+        has_expire = record.expire_ms is not None
+        if self.dataset is not None:
+            digest = self.dataset.add(record.db, record.key, kind, value, has_expire=has_expire)
+        elif kind == "string":
+            digest = string_digest(value, has_expire)
+        elif kind == "module":
+            return None
+        else:
+            digest = value_digest(kind, value, has_expire=has_expire, score_format=self.rules.score_format,
+                                  hexpire_marker=self.rules.hexpire_marker)
+        return None if kind == "module" else hexlify(digest)
+
+    def _by_digest(self, record: Record, kind: str, value: Any, found: bytes, want: bytes | None,
+                   expiry: int | None) -> Reader:
+        """What ``found`` (the key's DIGEST-VALUE) and ``expiry`` (its expiry reply, for a key
+        that has one in the snapshot) say; a digest that differs on a key without expiry asks
+        whether the node gave it one, to say why. Stream metadata is not digested: read."""
         if found == _ZERO:
             return self._gone(record)
-        value = digest_value_input(record)
-        body = compare_stream_meta(self.traits, key, value) if kind == "stream" else None  # not digested
-        head: list[Command] = [self._ttl(key)] if record.expire_ms is not None else []
-        first = head + (next(body) if body is not None else [])
-        replies = (yield first) if first else []
-        expiry = require(replies[:len(head)], head)
-        problem = self._expiry_problem(record.expire_ms, int(expiry[0])) if expiry else None
+        problem = self._expiry_problem(record.expire_ms, int(expiry)) if expiry is not None else None
         if problem:
             return DIFFERENT, problem
         if kind == "module":
             return NOT_COMPARED, ""
-        digest = value_digest(kind, value, has_expire=record.expire_ms is not None,
-                              score_format=self.rules.score_format, hexpire_marker=self.rules.hexpire_marker)
-        if found != digest.hex().encode():
-            if not expiry:
-                expiry = require((yield [self._ttl(key)]), [self._ttl(key)])
-            return DIFFERENT, self._expiry_problem(record.expire_ms, int(expiry[0])) or "value digest differs"
-        return (yield from self._rest(body, replies[len(head):]))
+        if found != want:
+            if expiry is None:
+                command = self._ttl(record.key)
+                (expiry,) = require((yield [command]), [command])
+                problem = self._expiry_problem(None, int(expiry))
+            return DIFFERENT, problem or "value digest differs"
+        if kind == "stream":
+            problem = yield from compare_stream_meta(self.traits, record.key, value)
+            if problem:
+                return DIFFERENT, problem
+        return EQUAL, ""
 
-    def _by_reads(self, record: Record) -> Reader:
+    # ------------------------------------------------------------------ reads mode
+
+    def _send_reads(self, conn: RespConnection, batch: list[Record]) -> Finish:
+        """Strings whose replies are exact (expiry and value) are read back in one block and
+        confirmed at once; every other key by its reader, in the same round trip."""
+        quick: list[int] = []
+        started: list[tuple[int, Reader, list[Command]]] = []
+        request: list[bytes] = []
+        for index, record in enumerate(batch):
+            kind = record.kind
+            if kind == "string" and (self.traits.pexpiretime or record.expire_ms is None):
+                quick.append(index)
+                request.append(b"*2\r\n%b%b*2\r\n$3\r\nGET\r\n%b" % (
+                    bulk(self.ttl_name), bulk(record.key), bulk(record.key)))
+            else:
+                value = digest_value_input(record) if kind != "module" else None
+                reader = self._by_reads(record, kind, value)
+                started.append((index, reader, next(reader)))
+        conn.send(b"".join(request) + encode_all(c for _, _, first in started for c in first))
+        values = [string_value(batch[i]) for i in quick]
+        predicted = b"".join([b":%d\r\n$%d\r\n%b\r\n" % (-1 if batch[i].expire_ms is None else batch[i].expire_ms,
+                                                          len(v), v) for i, v in zip(quick, values)])
+
+        def finish() -> list[Outcome] | None:
+            replies: list[Any] = []
+            if quick and not conn.matches(predicted):
+                replies = conn.replies(2 * len(quick))
+                readers = [self._by_reads(batch[i], "string", v) for i, v in zip(quick, values)]
+                replies += conn.replies(sum(len(first) for _, _, first in started))
+                started[:0] = [(i, reader, next(reader)) for i, reader in zip(quick, readers)]
+            elif started:
+                replies = conn.replies(sum(len(first) for _, _, first in started))
+            else:
+                return None
+            outcomes: list[Outcome] = [(EQUAL, "")] * len(batch)
+            finished = resume_pipelined(conn, [(reader, first) for _, reader, first in started], replies)
+            for (index, _, _), outcome in zip(started, finished):
+                outcomes[index] = outcome
+            return outcomes
+        return finish
+
+    def _by_reads(self, record: Record, kind: str, value: Any) -> Reader:
         """The expiry reply says whether the key exists, a WRONGTYPE reply that its type changed."""
-        key, kind = record.key, record.kind
+        key = record.key
         head: list[Command] = [self._ttl(key)]
         body = None
         if kind == "module":
             head.append(("TYPE", key))
         else:
-            body = compare_value(self.traits, key, kind, digest_value_input(record))
+            body = compare_value(self.traits, key, kind, value)
         replies = yield head + (next(body) if body is not None else [])
         expiry, *found = require(replies[:len(head)], head)
         if int(expiry) == -2:
@@ -397,22 +603,19 @@ class _Checker:
             return DIFFERENT, problem
         if kind == "module":
             return NOT_COMPARED, ""
-        return (yield from self._rest(body, replies[len(head):]))
+        problem = (yield from resume(body, replies[len(head):])) if body is not None else None
+        return (DIFFERENT, problem) if problem else (EQUAL, "")
+
+    # ------------------------------------------------------------------ both
 
     def _ttl(self, key: bytes) -> Command:
-        return ("PEXPIRETIME", key) if self.traits.pexpiretime else ("PTTL", key)
+        return (self.ttl_name, key)
 
     @staticmethod
-    def _gone(record: Record) -> tuple[str, str]:
+    def _gone(record: Record) -> Outcome:
         """Missing, unless the key's own expiry passed while the check ran."""
         expired = record.expire_ms is not None and record.expire_ms <= time.time() * 1000
         return (EXPIRED if expired else MISSING), ""
-
-    @staticmethod
-    def _rest(body: Reader | None, replies: list[Any]) -> Reader:
-        """Finish the value comparison that rode along with the first round."""
-        problem = (yield from resume(body, replies)) if body is not None else None
-        return (DIFFERENT, problem) if problem else (EQUAL, "")
 
     def _expiry_problem(self, expire_ms: int | None, reply: int) -> str | None:
         if expire_ms is None:

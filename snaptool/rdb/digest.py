@@ -32,7 +32,7 @@ for module types that have no digest callback).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from hashlib import sha1
 
 from snaptool.rdb.fpconv import fpconv_dtoa
@@ -41,6 +41,7 @@ __all__ = [
     "SCORE_FORMATS",
     "DatasetDigest",
     "score_text",
+    "string_digest",
     "value_digest",
 ]
 
@@ -55,15 +56,20 @@ def _sha1_int(data: bytes) -> int:
     return int.from_bytes(sha1(data).digest(), "big")
 
 
+def _mix(d: int, h: int) -> int:
+    """``mix`` with ``h`` already hashed: SHA1 of the xor, as an int."""
+    return int.from_bytes(sha1((d ^ h).to_bytes(20, "big")).digest(), "big")
+
+
 # SHA1 of the 4-byte big-endian type ids, and mix(0, be32(type)), the start of any value digest.
 _TYPE_HASH = {kind: _sha1_int(t.to_bytes(4, "big")) for kind, t in _TYPE_IDS.items()}
-_TYPE_START = {kind: sha1(h.to_bytes(20, "big")).digest() for kind, h in _TYPE_HASH.items()}
+_TYPE_START = {kind: _mix(0, h) for kind, h in _TYPE_HASH.items()}
 _EXPIRE_HASH = _sha1_int(b"!!expire!!")
 _HEXPIRE_HASH = _sha1_int(b"!!hexpire!!")
 
 
 def _g17(score: float) -> bytes:
-    return ("%.17g" % score).encode("ascii")
+    return b"%.17g" % score
 
 
 def _fpconv(score: float) -> bytes:
@@ -86,58 +92,53 @@ def score_text(score: float, score_format: str) -> bytes:
     return _score_formatter(score_format)(score)
 
 
-def _body(d: bytes, kind: str, value, has_expire: bool, fmt: Callable[[float], bytes], hexpire_marker: bool) -> bytes:
-    """Continue digest ``d`` (already mixed with the type) with the value and the TTL marker."""
-    from_bytes = int.from_bytes
-    if kind == "string":
-        d = sha1((from_bytes(d, "big") ^ from_bytes(sha1(value).digest(), "big")).to_bytes(20, "big")).digest()
-    elif kind == "list":
-        for element in value:
-            d = sha1((from_bytes(d, "big") ^ from_bytes(sha1(element).digest(), "big")).to_bytes(20, "big")).digest()
-    elif kind == "set":
-        acc = 0
+def _unordered(value, kind: str, fmt: Callable[[float], bytes], hexpire_marker: bool) -> int:
+    """The xor of the sub-digests of a set, zset or hash (order does not matter)."""
+    acc = 0
+    if kind == "set":
         for member in value:
-            acc ^= from_bytes(sha1(member).digest(), "big")
-        if acc:
-            d = (from_bytes(d, "big") ^ acc).to_bytes(20, "big")
-    elif kind == "zset":
-        acc = 0
-        for member, score in value:
-            # E = mix(mix(0, member), score); D ^= SHA1(E)
-            e1 = from_bytes(sha1(sha1(member).digest()).digest(), "big")
-            e = sha1((e1 ^ from_bytes(sha1(fmt(score)).digest(), "big")).to_bytes(20, "big")).digest()
-            acc ^= from_bytes(sha1(e).digest(), "big")
-        if acc:
-            d = (from_bytes(d, "big") ^ acc).to_bytes(20, "big")
-    elif kind == "hash":
-        acc = 0
-        for item in value:
-            e1 = from_bytes(sha1(sha1(item[0]).digest()).digest(), "big")
-            e = sha1((e1 ^ from_bytes(sha1(item[1]).digest(), "big")).to_bytes(20, "big")).digest()
-            if hexpire_marker and len(item) > 2 and item[2] is not None:
-                e = (from_bytes(e, "big") ^ _HEXPIRE_HASH).to_bytes(20, "big")
-            acc ^= from_bytes(sha1(e).digest(), "big")
-        if acc:
-            d = (from_bytes(d, "big") ^ acc).to_bytes(20, "big")
-    elif kind == "stream":
-        cur = from_bytes(d, "big")
-        for entry in value.entries:
-            ms, seq = entry.id
-            cur = from_bytes(
-                sha1((cur ^ from_bytes(sha1(f"{ms}.{seq}".encode("ascii")).digest(), "big")).to_bytes(20, "big")).digest(),
-                "big",
-            )
-            for field, val in entry.fields:
-                cur = from_bytes(sha1((cur ^ from_bytes(sha1(field).digest(), "big")).to_bytes(20, "big")).digest(), "big")
-                cur = from_bytes(sha1((cur ^ from_bytes(sha1(val).digest(), "big")).to_bytes(20, "big")).digest(), "big")
-        d = cur.to_bytes(20, "big")
+            acc ^= _sha1_int(member)
+        return acc
+    for item in value:  # E = mix(mix(0, member), score or value); D ^= SHA1(E)
+        second = fmt(item[1]) if kind == "zset" else item[1]
+        e = _mix(_sha1_int(sha1(item[0]).digest()), _sha1_int(second))
+        if hexpire_marker and len(item) > 2 and item[2] is not None:
+            e ^= _HEXPIRE_HASH
+        acc ^= _sha1_int(e.to_bytes(20, "big"))
+    return acc
+
+
+def _stream_parts(value) -> Iterator[bytes]:
+    """What a stream mixes in, in order: each entry's ``"<ms>.<seq>"``, then its fields and values."""
+    for entry in value.entries:
+        ms, seq = entry.id
+        yield b"%d.%d" % (ms, seq)
+        for field, val in entry.fields:
+            yield field
+            yield val
+
+
+def _body(starts: tuple[int, ...], kind: str, value, has_expire: bool, fmt: Callable[[float], bytes],
+          hexpire_marker: bool) -> list[int]:
+    """Continue digests ``starts`` (each already mixed with the type) with the value and the TTL
+    marker. Several starts share one pass over the value (the value digest and the key's share of
+    the dataset digest differ only in where they start)."""
+    if kind == "string":
+        h = _sha1_int(value)
+        out = [_mix(d, h) for d in starts]
+    elif kind in ("list", "stream"):
+        out = list(starts)
+        for element in (value if kind == "list" else _stream_parts(value)):
+            h = _sha1_int(element)
+            out = [_mix(d, h) for d in out]
+    elif kind in ("set", "zset", "hash"):
+        acc = _unordered(value, kind, fmt, hexpire_marker)
+        out = [d ^ acc for d in starts]
     elif kind == "module":
-        pass  # the module's digest callback cannot run offline: see the module docstring
+        out = list(starts)  # the module's digest callback cannot run offline: see the module docstring
     else:
         raise ValueError(f"unknown value kind {kind!r}")
-    if has_expire:
-        d = (from_bytes(d, "big") ^ _EXPIRE_HASH).to_bytes(20, "big")
-    return d
+    return [d ^ _EXPIRE_HASH for d in out] if has_expire else out
 
 
 def value_digest(kind: str, value, *, has_expire: bool, score_format: str, hexpire_marker: bool) -> bytes:
@@ -151,7 +152,17 @@ def value_digest(kind: str, value, *, has_expire: bool, score_format: str, hexpi
     start = _TYPE_START.get(kind)
     if start is None:
         raise ValueError(f"unknown value kind {kind!r}")
-    return _body(start, kind, value, has_expire, _score_formatter(score_format), hexpire_marker)
+    (d,) = _body((start,), kind, value, has_expire, _score_formatter(score_format), hexpire_marker)
+    return d.to_bytes(20, "big")
+
+
+def string_digest(value: bytes, has_expire: bool) -> bytes:
+    """``value_digest`` of a plain string (the same for every engine version), the common case."""
+    d = _mix(_STRING_START, _sha1_int(value))
+    return (d ^ _EXPIRE_HASH if has_expire else d).to_bytes(20, "big")
+
+
+_STRING_START = _TYPE_START["string"]
 
 
 class DatasetDigest:
@@ -170,28 +181,27 @@ class DatasetDigest:
         self._dbs: dict[int, int] = {}  # db -> xor of SHA1(D) over its keys
         self.keys = 0
 
-    def add(self, db: int, key: bytes, kind: str, value, *, has_expire: bool) -> None:
-        """Fold in one key of database ``db``."""
+    def add(self, db: int, key: bytes, kind: str, value, *, has_expire: bool) -> bytes:
+        """Fold in one key of database ``db``; returns its ``DEBUG DIGEST-VALUE`` (20 raw bytes),
+        computed in the same pass over the value."""
         type_hash = _TYPE_HASH.get(kind)
         if type_hash is None:
             raise ValueError(f"unknown value kind {kind!r}")
         if db < 0:
             raise ValueError(f"bad database number {db}")
         # D = mix(mix(0, key), be32(type)), then the value.
-        k = int.from_bytes(sha1(sha1(key).digest()).digest(), "big")
-        d = sha1((k ^ type_hash).to_bytes(20, "big")).digest()
-        d = _body(d, kind, value, has_expire, self._fmt, self._hexpire)
-        self._dbs[db] = self._dbs.get(db, 0) ^ int.from_bytes(sha1(d).digest(), "big")
+        start = _mix(_sha1_int(sha1(key).digest()), type_hash)
+        d, alone = _body((start, _TYPE_START[kind]), kind, value, has_expire, self._fmt, self._hexpire)
+        self._dbs[db] = self._dbs.get(db, 0) ^ _sha1_int(d.to_bytes(20, "big"))
         self.keys += 1
+        return alone.to_bytes(20, "big")
 
     def digest(self) -> bytes:
         """The 20 raw bytes (all zero for an empty dataset)."""
         final = 0
         for db in sorted(self._dbs):
             # final = mix(final, be32(db)), then xor in the database's keys
-            h = _sha1_int(db.to_bytes(4, "big"))
-            final = int.from_bytes(sha1((final ^ h).to_bytes(20, "big")).digest(), "big")
-            final ^= self._dbs[db]
+            final = _mix(final, _sha1_int(db.to_bytes(4, "big"))) ^ self._dbs[db]
         return final.to_bytes(20, "big")
 
     def hexdigest(self) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
 from collections import Counter
 from pathlib import Path
 from typing import Callable, Iterator
@@ -17,6 +18,7 @@ from snaptool.engines.address import NodeAddress
 from snaptool.engines.cluster import LocalCluster
 from snaptool.engines.discovery import Engine
 from snaptool.engines.reads import ServerTraits, compare_value, raw_client, run_pipelined
+from snaptool.engines.resp import RespConnection, bulk, encode, encode_all
 from snaptool.errors import EngineError, SnaptoolError
 from snaptool.jobs.dedupe import selected_records
 from snaptool.jobs.digest import digest_value_input
@@ -24,6 +26,7 @@ from snaptool.jobs.split import split
 from snaptool.jobs.validate_live import validate_live
 from snaptool.rdb.builder import RdbBuilder
 from snaptool.rdb.checksum import key_slot
+from snaptool.rdb.digest import DatasetDigest
 from snaptool.rdb.items import Record
 from snaptool.rdb.model import StreamEntry, StreamValue
 from snaptool.rdb.reader import RdbReader
@@ -104,14 +107,23 @@ def _named(problems: list[str], verdict: str, keys: set[bytes]) -> bool:
     return all(any(p.startswith(f"{verdict}: {key!r}") for p in problems) for key in keys)
 
 
+def without_dump(server) -> NodeAddress:
+    """A user of ``server`` who may not DUMP: every key is then compared the mode's own way."""
+    server.client().acl_setuser("nodump", enabled=True, passwords=["+nodump pass"], keys=["*"],
+                                commands=["+@all", "-dump"])
+    return NodeAddress(server.host, server.port, username="nodump", password="nodump pass")
+
+
+@pytest.mark.parametrize("dump", [True, False], ids=["dump", "no-dump"])
 @pytest.mark.parametrize("mode", ["digest", "reads"])
 @pytest.mark.parametrize("target", TARGETS)
-def test_fixture_node_validates_and_every_difference_is_found(engine_server, target: str, mode: str,
+def test_fixture_node_validates_and_every_difference_is_found(engine_server, target: str, mode: str, dump: bool,
                                                               tmp_path: Path) -> None:
     server = start_fixture(engine_server, target)
+    address = server.address if dump else without_dump(server)
     expired = expired_file(tmp_path / "expired.rdb", target)
     counts = fixture_counts(target)
-    report = validate_live(server.address, itertools.chain(records(fixture(target)), records(expired)), mode=mode)
+    report = validate_live(address, itertools.chain(records(fixture(target)), records(expired)), mode=mode)
     assert report.ok, report.table()
     assert report.mode == mode and report.sample is None
     assert report.checked == report.equal == sum(counts.values()) == report.live_keys
@@ -119,7 +131,7 @@ def test_fixture_node_validates_and_every_difference_is_found(engine_server, tar
     assert report.expired_skipped == 2 and report.missing == report.different == report.extra == 0
 
     planted = _plant_differences(server.client)
-    report = validate_live(server.address, records(fixture(target)), mode=mode)
+    report = validate_live(address, records(fixture(target)), mode=mode)
     assert not report.ok
     assert report.different == len(planted["different"]), report.table()
     assert report.missing == len(planted["missing"]) and report.extra == 1, report.table()
@@ -261,6 +273,90 @@ def test_password_protected_node(engine_server) -> None:
     admin.acl_setuser("reader", enabled=True, commands=["-hmget"])  # added to what it had
     with pytest.raises(EngineError, match=r"^redis://reader@127\.0\.0\.1:\d+ refused HMGET: .*permission"):
         validate_live(reader, records(fixture("valkey-8.1")))
+
+
+def test_values_written_differently_by_the_node_still_validate(engine_server, tmp_path: Path) -> None:
+    """An RDB 9 file (ziplists) in a Redis 7.0 node (listpacks): the node's DUMP payloads differ
+    from the file's records, so those keys are compared by digest or reads instead."""
+    path = tmp_path / "old.rdb"
+    with open(path, "wb") as f:
+        builder = RdbBuilder(f, parse_target("redis-6.2"))
+        for i in range(300):
+            builder.add(b"list:%d" % i, "list", [b"a", b"%d" % i])
+            builder.add(b"hash:%d" % i, "hash", [(b"f", b"%d" % i, None)])
+            builder.add(b"string:%d" % i, "string", b"v%d" % i, expire_ms=4_000_000_000_000 + i)
+        builder.finish()
+    server = engine_server("redis-7.0", rdb=path)
+    for mode in ("digest", "reads"):
+        report = validate_live(server.address, records(path), mode=mode)
+        assert report.ok and report.equal == 900, report.table()
+    c = server.client()
+    c.rpush("list:299", "x")
+    c.hset("hash:0", "f", "changed")
+    c.pexpireat("string:5", 4_000_000_000_001)
+    for mode in ("digest", "reads"):
+        report = validate_live(server.address, records(path), mode=mode)
+        assert report.different == 3 and report.equal == 897, report.table()
+        assert "expiry" in next(p for p in report.problems if "'string:5'" in p)
+
+
+def test_long_values_span_many_reads(engine_server, tmp_path: Path) -> None:
+    """Replies longer than one read of the socket, below and above the size compared by DUMP; a
+    difference in a value's last byte is found."""
+    rng = random.Random(7)
+    values = {b"long:%d" % size: rng.randbytes(size) for size in (70_000, 300_000, 900_000)}
+    path = tmp_path / "long.rdb"
+    with open(path, "wb") as f:
+        builder = RdbBuilder(f, parse_target("valkey-8.1"))
+        for key, value in values.items():
+            builder.add(key, "string", value)
+        builder.add(b"list:long", "list", list(values.values()))
+        builder.finish()
+    server = engine_server("valkey-8.1", rdb=path)
+    for mode in ("digest", "reads"):
+        report = validate_live(server.address, records(path), mode=mode)
+        assert report.ok and report.equal == 4, report.table()
+    c = server.client()
+    for key, value in values.items():
+        c.set(key, value[:-1] + bytes([value[-1] ^ 1]))
+    for mode in ("digest", "reads"):
+        report = validate_live(server.address, records(path), mode=mode)
+        assert report.different == 3 and report.equal == 1, report.table()
+
+
+@pytest.mark.parametrize("how", [{"mode": "digest"}, {"mode": "reads"}, {"mode": "digest", "sample": 20}],
+                         ids=["digest", "reads", "sample"])
+def test_dataset_digest_is_folded_from_every_key(engine_server, how: dict) -> None:
+    """``dataset`` gets every key the node should hold, whichever keys are compared and how."""
+    server = start_fixture(engine_server, "redis-7.0")
+    target = parse_target("redis-7.0")
+    dataset = DatasetDigest(target.score_format, target.hexpire_marker)
+    report = validate_live(server.address, records(fixture("redis-7.0")), dataset=dataset, **how)
+    assert report.ok, report.table()
+    assert dataset.keys == sum(fixture_counts("redis-7.0").values())
+    assert dataset.hexdigest() == server.client().execute_command("DEBUG", "DIGEST").decode()
+
+
+def test_raw_connection(engine_server) -> None:
+    """Replies of every shape, predicted replies confirmed or left to parse, AUTH and SELECT."""
+    server = engine_server("valkey-8.1", config={"requirepass": "raw pass"})
+    big = bytes(range(256)) * 1024  # a reply that spans many reads
+    with RespConnection(server.address, db=2) as conn:
+        replies = conn.execute([("SET", "k", big), ("RPUSH", "l", "a", 7), ("GET", "nope"), ("INCR", "l"),
+                                ("LRANGE", "l", 0, -1), ("PING",)])
+        assert replies[:3] == [b"OK", 2, None] and replies[4:] == [[b"a", b"7"], b"PONG"]
+        assert isinstance(replies[3], redis.ResponseError) and str(replies[3]).startswith("WRONGTYPE")
+        request = encode("GET", "k") + encode_all([("LLEN", "l"), ("LLEN", "nope")])
+        conn.send(request)
+        assert conn.matches(bulk(big) + b":2\r\n:0\r\n")
+        conn.send(request)
+        assert not conn.matches(bulk(big[:-1] + b"x") + b":2\r\n:0\r\n")  # differs in the last read
+        assert conn.replies(3) == [big, 2, 0]
+        conn.send(encode("LLEN", "l"))
+        assert not conn.matches(b":3\r\n") and conn.reply() == 2
+    assert server.client(2).get("k") == big
+    with pytest.raises(EngineError, match="authentication"):
+        RespConnection(NodeAddress(server.host, server.port, password="wrong"))
 
 
 # ------------------------------------------------------------------ a cluster from split files

@@ -15,7 +15,7 @@ import pytest
 
 from snaptool.engines.server import EngineServer
 from snaptool.rdb import model
-from snaptool.rdb.digest import DatasetDigest, score_text, value_digest
+from snaptool.rdb.digest import DatasetDigest, score_text, string_digest, value_digest
 
 #: Engines the digests are checked against, and how each prints zset scores.
 SCORE_FORMATS = {"redis-6.2": "%.17g", "redis-7.0": "%.17g", "valkey-8.1": "fpconv"}
@@ -180,6 +180,23 @@ def test_dataset_digest(engine):
             dd.add(db, key, kind, value, has_expire=has_expire)
     r.execute_command("SELECT", 0)
     assert dd.hexdigest() == r.execute_command("DEBUG", "DIGEST").decode(), name
+
+
+def test_dataset_add_returns_each_keys_digest_value(engine):
+    """One pass over a value gives both its share of DEBUG DIGEST and its DEBUG DIGEST-VALUE."""
+    name, r, fmt = engine
+    dd = DatasetDigest(fmt, False)
+    strings = 0
+    for db in (0, 1, 5):
+        keys = all_keys(r, db)
+        for key, want in zip(keys, digest_values(r, keys)):
+            kind, value, has_expire = read_value(r, key)
+            assert dd.add(db, key, kind, value, has_expire=has_expire) == want, (name, db, key, kind)
+            if kind == "string":
+                assert string_digest(value, has_expire) == want, (name, db, key)
+                strings += 1
+    r.execute_command("SELECT", 0)
+    assert strings > 5
 
 
 def test_digest_value_includes_expire_marker(engine):
