@@ -17,6 +17,7 @@ from .cloud import COMMANDS as CLOUD_COMMANDS
 from .keys import COMMANDS as KEY_COMMANDS
 from .repo import COMMANDS as REPO_COMMANDS
 from .retention import COMMANDS as RETENTION_COMMANDS
+from .schedule import COMMANDS as SCHEDULE_COMMANDS
 from .rdb import convert_command, digest_command, export_command, inspect_command
 from .shards import merge_command, reshard_command, split_command
 
@@ -29,7 +30,8 @@ def cli() -> None:
 
 for command in (inspect_command, export_command, convert_command, digest_command, split_command,
                 reshard_command, merge_command, engines_command, *REPO_COMMANDS,
-                *RETENTION_COMMANDS, *CLOUD_COMMANDS, *KEY_COMMANDS):
+                *RETENTION_COMMANDS, *CLOUD_COMMANDS, *KEY_COMMANDS,
+                *SCHEDULE_COMMANDS):
     cli.add_command(command)
 
 
