@@ -133,11 +133,13 @@ class S3Settings:
         if self.resolved_endpoint():
             client_kwargs["endpoint_url"] = self.resolved_endpoint()
         extra = {"ExpectedBucketOwner": self.expected_bucket_owner} if self.expected_bucket_owner else {}
-        return s3fs.S3FileSystem(
+        fs = s3fs.S3FileSystem(
             profile=self.profile, key=self.access_key_id, secret=self.secret_access_key, token=self.session_token,
             client_kwargs=client_kwargs, skip_instance_cache=True, use_listings_cache=False,
             config_kwargs={"retries": {"total_max_attempts": self.attempts(), "mode": "standard"}},
             s3_additional_kwargs=extra)
+        fs.retries = 1  # botocore's standard mode retries (max attempts above); s3fs must not multiply them
+        return fs
 
     # ------------------------------------------------------------------ request arguments
     def owner_args(self) -> dict[str, Any]:
