@@ -195,7 +195,7 @@ _DUMP_AND_TTL = b"*2\r\n$4\r\nDUMP\r\n$%d\r\n%b\r\n*2\r\n$%d\r\n%b\r\n$%d\r\n%b\
 
 
 class DumpCheck:
-    """Compare keys by ``DUMP`` payload and expiry, the cheapest exact comparison there is.
+    """Compare keys by ``DUMP`` payload and expiry: exact, and nothing to decode or hash.
 
     A payload is the record's type byte and value bytes as the file holds them, the RDB version
     and a CRC-64 (:mod:`snaptool.rdb.dump`): a node that serializes its value into exactly those
@@ -244,11 +244,13 @@ class DumpCheck:
         return verdicts
 
     def _payload(self, record: Record) -> bytes:
+        """What DUMP returns for the record on a node that writes it as the file does."""
         raw = record.raw
         body = raw[:1] + raw[record.value_start:] + self.footer
         return body + crc64(body).to_bytes(8, "little")
 
     def _verdict(self, record: Record, payload: bytes, dump: Any, expiry: Any) -> bool | None:
+        """One key's replies; counts payloads that differ, to stop asking for types that do."""
         if isinstance(dump, redis.ResponseError):  # DUMP refused (ACLs): the caller's way only
             self.enabled = False
             return None

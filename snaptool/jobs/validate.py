@@ -1,10 +1,11 @@
 """Prove that files load into engine nodes holding exactly what the source snapshots held.
 
 :func:`validate_node` and :func:`validate_cluster` start throwaway local engines on the files and
-run :func:`~snaptool.jobs.validate_live.validate_live` against them in digest mode (``DEBUG
-DIGEST-VALUE`` per key on the node that owns it, expiry times, key counts per database and per
-slot); a single node is also compared as a whole with ``DEBUG DIGEST``. Keys already expired when
-the check starts are left out (a loading primary drops them).
+run :func:`~snaptool.jobs.validate_live.validate_live` against them in digest mode (each key on
+the node that owns it, expiry times, key counts per database and per slot); a single node is also
+compared as a whole with ``DEBUG DIGEST``, whose expected value comes from the same pass over each
+value as the key's own ``DEBUG DIGEST-VALUE``. Keys already expired when the check starts are
+left out (a loading primary drops them).
 """
 
 from __future__ import annotations

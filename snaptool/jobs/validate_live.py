@@ -506,12 +506,12 @@ class _Checker:
         """The DIGEST-VALUE reply the snapshot predicts (None for a module value: its digest
         callback cannot run here)."""
         has_expire = record.expire_ms is not None
-        if self.dataset is not None:
+        if self.dataset is not None:  # every key folds in, a module value by its type alone
             digest = self.dataset.add(record.db, record.key, kind, value, has_expire=has_expire)
-        elif kind == "string":
-            digest = string_digest(value, has_expire)
         elif kind == "module":
             return None
+        elif kind == "string":
+            digest = string_digest(value, has_expire)
         else:
             digest = value_digest(kind, value, has_expire=has_expire, score_format=self.rules.score_format,
                                   hexpire_marker=self.rules.hexpire_marker)

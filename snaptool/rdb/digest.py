@@ -32,7 +32,7 @@ for module types that have no digest callback).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from hashlib import sha1
 
 from snaptool.rdb.fpconv import fpconv_dtoa
@@ -93,19 +93,39 @@ def score_text(score: float, score_format: str) -> bytes:
 
 
 def _unordered(value, kind: str, fmt: Callable[[float], bytes], hexpire_marker: bool) -> int:
-    """The xor of the sub-digests of a set, zset or hash (order does not matter)."""
-    acc = 0
+    """The xor of the sub-digests of a set, zset or hash (order does not matter). The hashing is
+    spelled out inline: this loop runs once per element of every collection."""
+    from_bytes, acc = int.from_bytes, 0
     if kind == "set":
         for member in value:
-            acc ^= _sha1_int(member)
+            acc ^= from_bytes(sha1(member).digest(), "big")
         return acc
+    zset = kind == "zset"
     for item in value:  # E = mix(mix(0, member), score or value); D ^= SHA1(E)
-        second = fmt(item[1]) if kind == "zset" else item[1]
-        e = _mix(_sha1_int(sha1(item[0]).digest()), _sha1_int(second))
+        first = from_bytes(sha1(sha1(item[0]).digest()).digest(), "big")
+        second = from_bytes(sha1(fmt(item[1]) if zset else item[1]).digest(), "big")
+        e = sha1((first ^ second).to_bytes(20, "big")).digest()
         if hexpire_marker and len(item) > 2 and item[2] is not None:
-            e ^= _HEXPIRE_HASH
-        acc ^= _sha1_int(e.to_bytes(20, "big"))
+            e = (from_bytes(e, "big") ^ _HEXPIRE_HASH).to_bytes(20, "big")
+        acc ^= from_bytes(sha1(e).digest(), "big")
     return acc
+
+
+def _chain(starts: tuple[int, ...], elements: Iterable[bytes]) -> list[int]:
+    """Mix every element, in order, into one digest or two (the value's own digest and the key's
+    share of the dataset digest), hashing each element once."""
+    from_bytes = int.from_bytes
+    if len(starts) == 1:
+        (a,) = starts
+        for element in elements:
+            a = from_bytes(sha1((a ^ from_bytes(sha1(element).digest(), "big")).to_bytes(20, "big")).digest(), "big")
+        return [a]
+    a, b = starts
+    for element in elements:
+        h = from_bytes(sha1(element).digest(), "big")
+        a = from_bytes(sha1((a ^ h).to_bytes(20, "big")).digest(), "big")
+        b = from_bytes(sha1((b ^ h).to_bytes(20, "big")).digest(), "big")
+    return [a, b]
 
 
 def _stream_parts(value) -> Iterator[bytes]:
@@ -120,17 +140,14 @@ def _stream_parts(value) -> Iterator[bytes]:
 
 def _body(starts: tuple[int, ...], kind: str, value, has_expire: bool, fmt: Callable[[float], bytes],
           hexpire_marker: bool) -> list[int]:
-    """Continue digests ``starts`` (each already mixed with the type) with the value and the TTL
-    marker. Several starts share one pass over the value (the value digest and the key's share of
-    the dataset digest differ only in where they start)."""
+    """Continue digests ``starts`` (one or two, each already mixed with the type) with the value
+    and the TTL marker. Two starts share one pass over the value (the value digest and the key's
+    share of the dataset digest differ only in where they start)."""
     if kind == "string":
         h = _sha1_int(value)
         out = [_mix(d, h) for d in starts]
     elif kind in ("list", "stream"):
-        out = list(starts)
-        for element in (value if kind == "list" else _stream_parts(value)):
-            h = _sha1_int(element)
-            out = [_mix(d, h) for d in out]
+        out = _chain(starts, value if kind == "list" else _stream_parts(value))
     elif kind in ("set", "zset", "hash"):
         acc = _unordered(value, kind, fmt, hexpire_marker)
         out = [d ^ acc for d in starts]
