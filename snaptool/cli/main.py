@@ -15,6 +15,7 @@ from ..errors import SnaptoolError
 from .engines import engines_command
 from .cloud import COMMANDS as CLOUD_COMMANDS
 from .keys import COMMANDS as KEY_COMMANDS
+from .migrate import COMMANDS as MIGRATE_COMMANDS
 from .repo import COMMANDS as REPO_COMMANDS
 from .retention import COMMANDS as RETENTION_COMMANDS
 from .schedule import COMMANDS as SCHEDULE_COMMANDS
@@ -31,7 +32,7 @@ def cli() -> None:
 for command in (inspect_command, export_command, convert_command, digest_command, split_command,
                 reshard_command, merge_command, engines_command, *REPO_COMMANDS,
                 *RETENTION_COMMANDS, *CLOUD_COMMANDS, *KEY_COMMANDS,
-                *SCHEDULE_COMMANDS):
+                *SCHEDULE_COMMANDS, *MIGRATE_COMMANDS):
     cli.add_command(command)
 
 

@@ -1,0 +1,291 @@
+"""Talking to memcached: the metadump parser on every recorded format variant, the drained dump and the
+fetchers against real memcached servers (Debian's 1.6.18), each compared with what the server holds.
+
+Servers are started here on free loopback ports (``MemcachedServer``) and stopped at the end.
+"""
+
+from __future__ import annotations
+
+import base64
+import socket
+import time
+
+import pytest
+
+from snaptool.engines.memcached_conn import CannotEnumerate, MemcachedAddress, MemcachedInputError, probe, \
+    read_auth_file
+from snaptool.engines.memcached_dump import MetadumpError, choose_mode, decode_key, dump_runs, parse_chunk, \
+    parse_line, refusal, start_dump
+from snaptool.engines.memcached_fetch import GetsFetcher, MetaFetcher
+from snaptool.engines.memcached_dump import DumpRun, batches, lean_chunk, text_safe
+from snaptool.engines.memcached_server import MemcachedServer, find_memcached
+from snaptool.errors import EngineError
+
+pytestmark = pytest.mark.skipif(find_memcached() is None, reason="memcached not installed")
+
+# --------------------------------------------------------------------------- recorded lines
+
+#: `lru_crawler metadump all` on memcached 1.6.18, exactly as printed (no leading OK, no flags=)
+RECORDED_1_6_18 = b"""\
+key=k_utf8_%D0%BA%D0%BB%D1%8E%D1%87 exp=-1 la=1795663285 cas=12 fetch=no cls=1 size=82
+key=k_1000000 exp=-1 la=1795663285 cas=14 fetch=no cls=39 size=1000068
+key=k_ttl0 exp=-1 la=1795663285 cas=2 fetch=yes cls=1 size=78
+key=k_30d_exact exp=1798255285 la=1795663285 cas=5 fetch=no cls=2 size=100
+key=bin%20key%0Awith%00nul exp=1795663406 la=1795663286 cas=16 fetch=no cls=1 size=84
+key=k_1MiB_minus exp=-1 la=1795663286 cas=15 fetch=no cls=39 size=1048071
+key=k_rel300 exp=1795663585 la=1795663285 cas=3 fetch=yes cls=1 size=88
+key=k_pct%252F%2F%3A%3F%3D%26 exp=-1 la=1795663285 cas=13 fetch=no cls=2 size=98
+key=k_abs exp=1795666885 la=1795663285 cas=4 fetch=no cls=1 size=95
+key=k_flagsmax exp=-1 la=1795663285 cas=8 fetch=no cls=1 size=89
+key=k_flags2%5E32 exp=-1 la=1795663285 cas=9 fetch=no cls=1 size=71
+key=k_flags_over exp=-1 la=1795663285 cas=10 fetch=no cls=1 size=72
+key=k_bin exp=-1 la=1795663285 cas=11 fetch=no cls=1 size=86
+"""
+
+
+def test_parse_1_6_18_lines_decode_keys_to_bytes() -> None:
+    run = parse_chunk(RECORDED_1_6_18)
+    assert len(run) == 13
+    assert run.keys[0] == "k_utf8_ключ".encode()
+    assert run.keys[4] == b"bin key\nwith\x00nul"
+    assert run.keys[7] == b"k_pct%2F/:?=&"  # a literal %2F stays: only one level is decoded
+    assert run.keys[10] == b"k_flags2^32"
+    assert run.exps[0] == -1 and run.exps[3] == 1798255285
+    assert run.cas[1] == b"14" and run.sizes[1] == 1000068
+    assert run.flags is None  # 1.6.18 prints no flags=
+    assert run.unsafe  # the key with a space, newline and NUL needs base64 for mg
+    assert run.entry(6) == parse_line(RECORDED_1_6_18.splitlines()[6])
+
+
+@pytest.mark.parametrize("line, expected", [
+    # 1.6.24+: flags= at the end
+    (b"key=user%3A1 exp=-1 la=1795663285 cas=7 fetch=no cls=1 size=82 flags=42", (b"user:1", -1, 7, 82, 42)),
+    # 1.6.39+: extstore fields after flags
+    (b"key=big exp=1795666885 la=1 cas=18446744073709551615 fetch=no cls=39 size=5242954 flags=3 "
+     b"ext_page=12 ext_offset=4096", (b"big", 1795666885, 2**64 - 1, 5242954, 3)),
+    # 1.4.31-era: no cls or size
+    (b"key=old exp=1475000000 la=1474999000 cas=3 fetch=no", (b"old", 1475000000, 3, 0, None)),
+    # tokens in another order, an unknown one
+    (b"cas=9 size=70 key=a%20b future=x exp=-1", (b"a b", -1, 9, 70, None)),
+])
+def test_parse_variants(line: bytes, expected: tuple) -> None:
+    assert tuple(parse_line(line)) == expected
+    run = parse_chunk(line + b"\n")
+    assert tuple(run.entry(0)) == expected
+
+
+def test_parse_mixed_chunk_uses_the_careful_path() -> None:
+    chunk = b"key=a exp=-1 la=1 cas=1 fetch=no cls=1 size=70\ncas=2 key=b exp=5\n"
+    run = parse_chunk(chunk)
+    assert run.keys == [b"a", b"b"] and run.cas == [b"1", b"2"] and run.exps == [-1, 5]
+
+
+def test_lean_parse_for_the_second_listing() -> None:
+    lean = lean_chunk(RECORDED_1_6_18)
+    full = parse_chunk(RECORDED_1_6_18)
+    assert lean.keys == full.keys and lean.cas == full.cas
+    picked = lean.parse([4, 7])  # only the lines to read again are parsed fully
+    assert picked.keys == [full.keys[4], full.keys[7]] and picked.exps == [full.exps[4], full.exps[7]]
+    assert picked.unsafe
+
+
+def test_parse_rejects_garbage_and_decodes_every_escape() -> None:
+    with pytest.raises(MetadumpError, match="unexpected line"):
+        parse_chunk(b"key=a exp=-1 la=1 cas=1 fetch=no cls=1 size=70\nERROR\n")
+    assert decode_key(b"%00%FF%25%3a%3A") == b"\x00\xff%::"
+
+
+@pytest.mark.parametrize("line, kind, retry", [
+    (b"BUSY currently processing crawler request", MetadumpError, True),
+    (b"ERROR locked try again later", MetadumpError, True),
+    (b"CLIENT_ERROR lru crawler disabled", CannotEnumerate, False),
+    (b"ERROR metadump not allowed", CannotEnumerate, False),
+    (b"CLIENT_ERROR unauthenticated", MetadumpError, False),
+    (b"ERROR cannot pipeline other commands before metadump", MetadumpError, False),
+    (b"BADCLASS invalid class id", MetadumpError, False),
+])
+def test_refusal_lines(line: bytes, kind: type, retry: bool) -> None:
+    error = refusal(line, "h:1")
+    assert isinstance(error, kind)
+    assert getattr(error, "retry", False) is retry
+    if kind is CannotEnumerate:
+        assert "dual-write" in str(error)
+
+
+def test_addresses_and_auth_files(tmp_path) -> None:
+    assert MemcachedAddress.parse("10.0.0.5").endpoint == "10.0.0.5:11211"
+    assert MemcachedAddress.parse("memcached://[::1]:11300").endpoint == "[::1]:11300"
+    with pytest.raises(MemcachedInputError):
+        MemcachedAddress.parse("redis://x:1")
+    good = tmp_path / "auth"
+    good.write_text("# users\nalice:s3cret\n")
+    creds = read_auth_file(str(good))
+    assert creds.username == "alice" and "s3cret" not in repr(creds)
+    bad = tmp_path / "bad"
+    bad.write_text("no colon here\n")
+    with pytest.raises(MemcachedInputError, match="user:password"):
+        read_auth_file(str(bad))
+
+
+# --------------------------------------------------------------------------- live servers
+
+def meta_set(address: MemcachedAddress, items: list[tuple[bytes, bytes, int, int]], token: bytes | None = None) -> None:
+    """Store (key, value, flags, exptime) items with meta `ms` (base64 keys where the text protocol
+    cannot carry them: memcached limits the encoded form to 250 bytes too), quietly, then wait for MN."""
+    with socket.create_connection((address.host, address.port)) as sock:
+        if token:
+            sock.sendall(b"set auth 0 0 %d\r\n%b\r\n" % (len(token), token))
+            assert sock.recv(64) == b"STORED\r\n"
+        body = b"".join(b"ms %b %d F%d T%d q\r\n%b\r\n" % (k, len(v), f, t, v) if text_safe(k) else
+                        b"ms %b %d b F%d T%d q\r\n%b\r\n" % (base64.b64encode(k), len(v), f, t, v)
+                        for k, v, f, t in items)
+        sock.sendall(body + b"mn\r\n")
+        got = b""
+        while not got.endswith(b"MN\r\n"):
+            got += sock.recv(1 << 16)
+        assert got == b"MN\r\n", got[:200]
+
+
+def meta_get(address: MemcachedAddress, key: bytes) -> tuple[bytes, int, int] | None:
+    """(value, flags, remaining ttl) of one key, straight from the server."""
+    with socket.create_connection((address.host, address.port)) as sock:
+        sock.sendall(b"mg %b v f t\r\n" % key if text_safe(key) else b"mg %b b v f t\r\n" % base64.b64encode(key))
+        data = b""
+        while b"\r\n" not in data or (data.startswith(b"VA") and len(data) < data.index(b"\r\n") + 4 +
+                                      int(data.split()[1])):
+            data += sock.recv(1 << 20)
+    if data.startswith(b"EN"):
+        return None
+    head, rest = data.split(b"\r\n", 1)
+    parts = head.split()
+    flags = int(next(p for p in parts if p.startswith(b"f"))[1:])
+    ttl = int(next(p for p in parts if p.startswith(b"t"))[1:])
+    return rest[:int(parts[1])], flags, ttl
+
+
+KEYS = [b"plain", "клю:ч".encode(), b"bin key\r\nwith\x00nul", b"pct%3A/", b"x" * 250]
+
+
+@pytest.fixture(scope="module")
+def server():
+    with MemcachedServer() as mc:
+        now = int(time.time())
+        items = [(b"k:%05d" % i, b"v%d" % i * (i % 7), i % 3, 0 if i % 2 else 3600) for i in range(3000)]
+        items += [(k, b"val-" + k, 77, now + 40 * 86400) for k in KEYS]
+        meta_set(mc.address, items)
+        yield mc, {k: (v, f, t) for k, v, f, t in items}
+
+
+def test_probe_reads_version_settings_and_clock(server) -> None:
+    mc, items = server
+    info = probe(mc.address)
+    assert info.version >= (1, 6, 9) and info.metadump_hash and info.meta and info.crawler
+    assert info.items == len(items)
+    assert abs(info.clock() - time.time()) < 3
+    assert choose_mode(info) == "hash"
+
+
+@pytest.mark.parametrize("mode", ["hash", "all"])
+def test_dump_lists_every_key_the_server_holds(server, tmp_path, mode: str) -> None:
+    mc, items = server
+    info = probe(mc.address)
+    runs = list(dump_runs(mc.address, info, str(tmp_path / "spool"), mode=mode))
+    keys = [k for run in runs for k in run.keys]
+    assert sorted(keys) == sorted(items)  # every key exactly once, binary and 250-byte keys included
+    assert not list(tmp_path.iterdir())  # the spool is removed
+    assert info.items == len(keys)
+
+
+def test_meta_fetch_equals_what_the_server_holds(server, tmp_path) -> None:
+    mc, items = server
+    info = probe(mc.address)
+    runs = list(dump_runs(mc.address, info, str(tmp_path / "s")))
+    fetcher = MetaFetcher(mc.address, connections=3)
+    try:
+        got = {}
+        for batch, results, columns in fetcher.fetch(b for run in runs for b in batches(run, max_keys=100)):
+            got.update(zip(batch.keys, results if columns is None else zip(*columns)))
+    finally:
+        fetcher.close()
+    for key in KEYS + [b"k:00000", b"k:00001", b"k:02999"]:
+        value, flags, ttl, _ = got[key]
+        live = meta_get(mc.address, key)
+        assert (value, flags) == live[:2] == items[key][:2]
+        assert abs(ttl - live[2]) <= 1
+    assert got[b"k:00000"][2] > 3500 and got[b"k:00001"][2] == -1
+    assert got[KEYS[0]][2] > 39 * 86400  # an absolute exptime beyond 30 days, as remaining seconds
+
+
+def test_gets_fallback_reads_the_same_and_reports_binary_keys(server) -> None:
+    mc, items = server
+    info = probe(mc.address)
+    now = int(info.clock())
+    keys = [b"k:00000", b"k:00001", b"plain", KEYS[2]]
+    run = DumpRun(keys, [now + 3600, -1, now + 40 * 86400, -1], [b"0"] * 4, [0] * 4, unsafe=True)
+    fetcher = GetsFetcher(mc.address, info)
+    try:
+        ((_, results, columns),) = list(fetcher.fetch([run]))
+    finally:
+        fetcher.close()
+    assert columns is None
+    assert results[0][:2] == items[b"k:00000"][:2] and 3590 <= results[0][2] <= 3600
+    assert results[1][:3] == (*items[b"k:00001"][:2], -1)
+    assert results[2][:2] == items[b"plain"][:2]
+    assert isinstance(results[3], str) and "meta" in results[3]  # said, never skipped in silence
+
+
+def test_stalled_server_trips_the_watchdog(tmp_path) -> None:
+    with MemcachedServer() as mc:
+        meta_set(mc.address, [(b"k%d" % i, b"v", 0, 0) for i in range(100)])
+        info = probe(mc.address)
+        mc.pause()
+        try:
+            started = time.monotonic()
+            spool = start_dump(mc.address, info, "hash", str(tmp_path / "spool"), stall_timeout=1.0)
+            with pytest.raises(MetadumpError, match="stalled"):
+                list(spool.chunks())
+            spool.close()
+            assert time.monotonic() - started < 30
+        finally:
+            mc.resume()
+        assert not (tmp_path / "spool").exists()
+        # the server is not left waiting on the abandoned dump: a new one works at once
+        assert sum(len(r) for r in dump_runs(mc.address, info, str(tmp_path / "again"))) == 100
+
+
+@pytest.mark.parametrize("args, reason", [(["-o", "no_lru_crawler"], "crawler is disabled"),
+                                          (["-X"], "dumping keys is disabled")])
+def test_servers_that_cannot_list_keys_are_refused(args: list[str], reason: str, tmp_path) -> None:
+    with MemcachedServer(args) as mc:
+        info = probe(mc.address)
+        with pytest.raises(CannotEnumerate, match=reason):
+            info.require_enumerable(mc.endpoint)
+        # the server's own answer to the dump says the same, had the settings not told
+        spool = start_dump(mc.address, info, "hash", str(tmp_path / "spool"))
+        with pytest.raises(CannotEnumerate, match=reason):
+            list(spool.chunks())
+        spool.close()
+
+
+def test_ascii_auth(tmp_path) -> None:
+    auth = tmp_path / "auth.txt"
+    auth.write_text("alice:s3cret\n")
+    with MemcachedServer(["-Y", str(auth)]) as mc:
+        meta_set(mc.address, [(b"secret:%d" % i, b"v%d" % i, 5, 0) for i in range(50)], token=b"alice s3cret")
+        with pytest.raises(EngineError, match="--auth-file"):
+            probe(mc.address)
+        wrong = tmp_path / "wrong.txt"
+        wrong.write_text("alice:nope\n")
+        with pytest.raises(EngineError, match="refused the login"):
+            probe(MemcachedAddress(mc.host, mc.port, read_auth_file(str(wrong))))
+        address = MemcachedAddress(mc.host, mc.port, read_auth_file(str(auth)))
+        info = probe(address)
+        assert info.items == 50
+        (run,) = list(dump_runs(address, info, str(tmp_path / "spool")))
+        fetcher = MetaFetcher(address)
+        try:
+            ((batch, results, columns),) = list(fetcher.fetch([run]))
+        finally:
+            fetcher.close()
+        assert sorted((k, r[0], r[1]) for k, r in zip(batch.keys, results or zip(*columns))) == \
+            sorted((b"secret:%d" % i, b"v%d" % i, 5) for i in range(50))
