@@ -134,6 +134,21 @@ class NodeAddress:
         kwargs.update(overrides)
         return redis.Redis(**kwargs)
 
+    def control(self, call: Any, timeout: float = SOCKET_TIMEOUT) -> Any:
+        """Run ``call(client)`` on a short-lived redis-py client, for the few control commands a job
+        sends (INFO, CLUSTER SLOTS, FLUSHALL); failures become one-line EngineErrors naming the node."""
+        client = self.client(socket_timeout=timeout)
+        try:
+            return call(client)
+        except redis.AuthenticationError as exc:
+            raise EngineError(f"authentication to {self.redacted()} failed: {exc}") from None
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            raise EngineError(f"cannot reach {self.redacted()}: {exc}") from None
+        except redis.ResponseError as exc:
+            raise EngineError(f"{self.redacted()} refused: {exc}") from None
+        finally:
+            client.close()
+
     def cluster_client(self, **overrides: Any) -> RedisCluster:
         """A cluster-aware client that starts from this node and follows MOVED/ASK."""
         kwargs = self.redis_kwargs()

@@ -26,7 +26,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-import redis
 
 from ..errors import EngineError
 from ..rdb.rewriter import Rewriter
@@ -340,17 +339,7 @@ class RestoreLoader:
     # -- control commands (redis-py: few of them, latency does not matter) ----------------------
 
     def _control(self, address: NodeAddress, call: Any) -> Any:
-        client = address.client(socket_timeout=self.timeout)
-        try:
-            return call(client)
-        except redis.AuthenticationError as exc:
-            raise EngineError(f"authentication to {address.redacted()} failed: {exc}") from None
-        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-            raise EngineError(f"cannot reach {address.redacted()}: {exc}") from None
-        except redis.ResponseError as exc:
-            raise EngineError(f"{address.redacted()} refused: {exc}") from None
-        finally:
-            client.close()
+        return address.control(call, self.timeout)
 
     def _load_slot_map(self) -> None:
         """Slot → connection from CLUSTER SLOTS (every engine with cluster support answers it)."""

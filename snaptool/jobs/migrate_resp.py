@@ -19,7 +19,6 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-import redis
 
 from ..engines.address import NodeAddress
 from ..engines.topology import is_cluster
@@ -237,17 +236,7 @@ class RedisTarget:
     # -- topology ---------------------------------------------------------------------------
 
     def _control(self, address: NodeAddress, call: Any) -> Any:
-        client = address.client(socket_timeout=self.timeout)
-        try:
-            return call(client)
-        except redis.AuthenticationError as exc:
-            raise EngineError(f"authentication to {address.redacted()} failed: {exc}") from None
-        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-            raise EngineError(f"cannot reach {address.redacted()}: {exc}") from None
-        except redis.ResponseError as exc:
-            raise EngineError(f"{address.redacted()} refused: {exc}") from None
-        finally:
-            client.close()
+        return address.control(call, self.timeout)
 
     def _load_slots(self) -> None:
         reply = self._control(self.address, lambda c: c.execute_command("CLUSTER", "SLOTS"))
