@@ -166,10 +166,11 @@ def _progress() -> Iterator[Callable[[str, int, Any], None] | None]:
     if not sys.stderr.isatty():
         yield None
         return
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   transient=True)
+                   console=Console(stderr=True), transient=True)
     tasks: dict[str, Any] = {}
 
     def update(stage: str, done: int, total: int | None) -> None:

@@ -41,10 +41,12 @@ def file_progress(path: str | list[str], label: str, enabled: bool | None = None
     if not enabled:
         yield lambda offset, keys: None
         return
+    from rich.console import Console
     from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
                                TransferSpeedColumn)
     bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                   TextColumn("{task.fields[keys]:,} keys"), TimeRemainingColumn(), transient=True)
+                   TextColumn("{task.fields[keys]:,} keys"), TimeRemainingColumn(), transient=True,
+                   console=Console(stderr=True))  # stdout stays for --json and exports
     task = bar.add_task(label, total=total, keys=0)
     next_draw = 0.0
 
@@ -68,10 +70,12 @@ def transfer_progress(enabled: bool | None = None) -> Iterator[Callable[[str, in
     if not enabled:
         yield lambda label, total: (lambda done, keys: None)
         return
+    from rich.console import Console
     from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
                                TransferSpeedColumn)
     bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                   TextColumn("{task.fields[keys]:,} keys"), TimeRemainingColumn(), transient=True)
+                   TextColumn("{task.fields[keys]:,} keys"), TimeRemainingColumn(), transient=True,
+                   console=Console(stderr=True))  # stdout stays for --json and exports
 
     def bar_for(label: str, total: int | None) -> Callable[[int, int], None]:
         task = bar.add_task(label, total=total, keys=0)

@@ -5,7 +5,9 @@
 needed. Keys that are not safe on the text protocol (spaces, control bytes: written through the
 binary protocol or meta ``b``) are sent base64-encoded with ``b``; ``k`` is never asked for,
 because for such keys memcached echoes the raw key, CRLF included. Without ``q`` every command
-gets exactly one reply (``EN`` on a miss), so replies are matched to keys by position.
+gets exactly one reply (``EN`` on a miss), so replies are matched to keys by position; each batch
+ends with ``mn``, whose ``MN`` marks the end of its replies, and a batch of plain hits (the usual
+case) is parsed in bulk rather than reply by reply (:func:`columns`).
 
 Batches are spread over several connections (memcached serves each on one of its worker
 threads), one batch in flight on each, so the server works on one while the replies of another

@@ -16,7 +16,7 @@ from snaptool.engines.memcached_conn import CannotEnumerate, MemcachedAddress, M
     read_auth_file
 from snaptool.engines.memcached_dump import MetadumpError, choose_mode, decode_key, dump_runs, parse_chunk, \
     parse_line, refusal, start_dump
-from snaptool.engines.memcached_fetch import GetsFetcher, MetaFetcher
+from snaptool.engines.memcached_fetch import GetsFetcher, MetaFetcher, columns
 from snaptool.engines.memcached_dump import DumpRun, batches, lean_chunk, text_safe
 from snaptool.engines.memcached_server import MemcachedServer, find_memcached
 from snaptool.errors import EngineError
@@ -87,6 +87,16 @@ def test_lean_parse_for_the_second_listing() -> None:
     picked = lean.parse([4, 7])  # only the lines to read again are parsed fully
     assert picked.keys == [full.keys[4], full.keys[7]] and picked.exps == [full.exps[4], full.exps[7]]
     assert picked.unsafe
+
+
+def test_bulk_replies_need_announced_sizes_to_match() -> None:
+    plain = b"VA 2 f0 t-1 c1\r\nab\r\nVA 1 f3 t60 c2\r\nc\r\nMN\r\n"
+    assert columns(plain, 2) == ([b"ab", b"c"], [0, 3], [-1, 60], [b"1", b"2"])
+    # a value holding CRLF and something shaped like a reply: the sizes give it away
+    fake = b"VA 8 f0 t-1 c1\r\nx\r\nVA 1 f0 t-1 c9\r\ny\r\nMN\r\n"
+    assert columns(fake, 2) is None
+    assert columns(b"EN\r\nVA 1 f0 t-1 c1\r\nz\r\nMN\r\n", 2) is None  # a miss: parsed one by one
+    assert columns(b"VA 1 f0 t0 c1\r\nz\r\nMN\r\n", 1) is None  # a TTL of 0 needs a decision
 
 
 def test_parse_rejects_garbage_and_decodes_every_escape() -> None:
@@ -164,6 +174,8 @@ def meta_get(address: MemcachedAddress, key: bytes) -> tuple[bytes, int, int] | 
 
 
 KEYS = [b"plain", "клю:ч".encode(), b"bin key\r\nwith\x00nul", b"pct%3A/", b"x" * 250]
+#: a value that looks like more replies and like the end of a batch
+TRICKY = b"a\r\nVA 1 f0 t-1 c9\r\nb\r\nEN\r\nMN\r\n"
 
 
 @pytest.fixture(scope="module")
@@ -172,6 +184,7 @@ def server():
         now = int(time.time())
         items = [(b"k:%05d" % i, b"v%d" % i * (i % 7), i % 3, 0 if i % 2 else 3600) for i in range(3000)]
         items += [(k, b"val-" + k, 77, now + 40 * 86400) for k in KEYS]
+        items.append((b"tricky", TRICKY, 5, 0))
         meta_set(mc.address, items)
         yield mc, {k: (v, f, t) for k, v, f, t in items}
 
@@ -207,6 +220,7 @@ def test_meta_fetch_equals_what_the_server_holds(server, tmp_path) -> None:
             got.update(zip(batch.keys, results if columns is None else zip(*columns)))
     finally:
         fetcher.close()
+    assert got[b"tricky"][:2] == (TRICKY, 5)  # parsed by its announced length, not taken for replies
     for key in KEYS + [b"k:00000", b"k:00001", b"k:02999"]:
         value, flags, ttl, _ = got[key]
         live = meta_get(mc.address, key)
