@@ -4,8 +4,9 @@ redis-py spends more time per command than the engine spends restoring a small k
 loader writes RESP itself: each key becomes one ``RESTORE key ttl payload [ABSTTL] [REPLACE]
 [IDLETIME s | FREQ f]`` command appended to a per-node batch, batches are sent whole, and the
 replies of one batch are read while the engine works on the next. Every reply to what the loader
-sends is a one-line ``+OK`` or ``-ERROR``, so a batch that came back without a ``-`` is confirmed
-with one check; only a batch holding an error is walked reply by reply.
+sends is a one-line ``+OK`` or ``-ERROR``, so a batch that came back as nothing but ``+OK`` is
+confirmed with one comparison of bytes; only a batch holding an error is parsed reply by reply
+(the connection is :class:`snaptool.engines.resp.RespConnection`).
 
 RESTORE takes IDLETIME or FREQ, never both: the loader sends the one the record carries. An
 engine whose maxmemory-policy keeps the other kind of hint ignores it (``objectSetLRUOrLFU``),
@@ -21,11 +22,11 @@ the caller may release the record at once.
 from __future__ import annotations
 
 import collections
-import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+import redis
 
 from ..errors import EngineError
 from ..rdb.rewriter import Rewriter
@@ -36,10 +37,9 @@ from ..rdb.slots import SLOTS
 from ..rdb.source import Spill
 from ..rdb.targets import ENGINES, Target
 from .address import NodeAddress
+from .resp import ConnectionLost, RespConnection, bulk, encode
 
 _OK = b"+OK\r\n"
-_OK_SIZE = len(_OK)
-_RECV = 1 << 16
 _MAX_HOPS = 16  # MOVED/ASK/TRYAGAIN rounds for one key before giving up
 _TRYAGAIN_SLEEP = 0.05
 _IDLE_MAX = (1 << 63) - 1
@@ -62,15 +62,6 @@ class LoadCounts:
 
 def _show(key: bytes) -> str:
     return repr(key[:200])[1:] + ("…" if len(key) > 200 else "")
-
-
-def _bulk(data: bytes) -> bytes:
-    return b"$%d\r\n%b\r\n" % (len(data), data)
-
-
-def command(*args: bytes) -> bytes:
-    """One RESP array of bulk strings (for the few control commands sent on a raw socket)."""
-    return b"*%d\r\n" % len(args) + b"".join(_bulk(a) for a in args)
 
 
 def _text(value: Any) -> str:
@@ -146,120 +137,59 @@ class _Batch:
 
 
 class _Conn:
-    """A raw socket to one primary: the batch being gathered and the batches awaiting replies."""
+    """A connection to one primary: the batch being gathered and the batches awaiting replies."""
 
     def __init__(self, address: NodeAddress, timeout: float) -> None:
         self.address = address
         self.endpoint = address.endpoint
         self.name = address.redacted()
         self.timeout = timeout
-        self.sock: socket.socket | None = None
+        self.resp: RespConnection | None = None
         self.db = 0  # database selected by what was queued so far
         self.batch = _Batch(0)
         self.inflight: collections.deque[_Batch] = collections.deque()
-        self.rbuf = b""
         self.confirmed = 0
         self.sent = 0
 
     def open(self) -> None:
-        sock = self.address.connect(timeout=min(self.timeout, 10.0))
-        sock.settimeout(self.timeout)
-        self.sock = sock
-        a = self.address
-        if a.password is not None:
-            auth = [b"AUTH", a.username.encode(), a.password.encode()] if a.username else \
-                [b"AUTH", a.password.encode()]
-            self._send_raw(command(*auth))
-            line = self.read_line()
-            if not line.startswith(b"+"):
-                raise EngineError(f"authentication to {self.name} failed: {_text(line[1:]).strip()}")
+        self.resp = RespConnection(self.address, timeout=self.timeout)
 
     def close(self) -> None:
-        if self.sock is not None:
-            try:
-                self.sock.close()
-            except OSError:
-                pass
-            self.sock = None
+        if self.resp is not None:
+            self.resp.close()
+            self.resp = None
 
     def select(self, db: int) -> None:
         """Queue SELECT db (standalone nodes: records of several databases)."""
         batch = self.batch
         batch.end_run()
-        batch.add_entry(_Entry(None, db, command(b"SELECT", b"%d" % db)))
+        batch.add_entry(_Entry(None, db, encode(b"SELECT", db)))
         batch.db = db
         self.db = db
 
-    # -- low-level I/O -------------------------------------------------------------------------
+    # -- I/O: errors name what this connection had confirmed -------------------------------------
 
     def lost(self, why: str) -> EngineError:
         return EngineError(f"connection to {self.name} lost ({why}): {self.confirmed} keys confirmed there, "
                            f"{self.sent - self.confirmed} sent without a reply")
 
-    def _last_error(self) -> str | None:
-        """The error line a server sent before closing on us (e.g. a bulk over proto-max-bulk-len)."""
-        try:
-            assert self.sock is not None
-            self.sock.settimeout(1.0)
-            data = self.rbuf + self.sock.recv(_RECV)
-        except (OSError, AssertionError):
-            return None
-        for line in data.split(b"\r\n"):
-            if line.startswith(b"-"):
-                return _text(line[1:]).strip()
-        return None
-
     def _send_raw(self, data: bytes) -> None:
-        assert self.sock is not None
+        assert self.resp is not None
         try:
-            self.sock.sendall(data)
-        except socket.timeout:
-            raise self.lost(f"no progress sending for {self.timeout:g}s") from None
-        except OSError as exc:
-            said = self._last_error()
-            raise self.lost(f"the server said: {said}" if said else exc.strerror or str(exc)) from None
+            self.resp.send(data)
+        except ConnectionLost as exc:
+            raise self.lost(exc.why) from None
 
-    def _recv(self) -> bytes:
-        assert self.sock is not None
+    def read_replies(self, n: int) -> list[Any] | None:
+        """The next ``n`` replies; None when all of them are ``+OK`` (the common case, confirmed
+        with one comparison), else each parsed (errors as ``redis.ResponseError``)."""
+        assert self.resp is not None
         try:
-            data = self.sock.recv(_RECV)
-        except socket.timeout:
-            raise self.lost(f"no reply within {self.timeout:g}s") from None
-        except OSError as exc:
-            raise self.lost(exc.strerror or str(exc)) from None
-        if not data:
-            raise self.lost("closed by the server")
-        return data
-
-    def read_line(self) -> bytes:
-        while b"\n" not in self.rbuf:
-            self.rbuf += self._recv()
-        line, _, self.rbuf = self.rbuf.partition(b"\n")
-        return line.rstrip(b"\r")
-
-    def read_replies(self, n: int) -> list[bytes] | None:
-        """The next ``n`` reply lines; None when all of them are ``+OK`` (the common case)."""
-        data = self.rbuf
-        need = n * _OK_SIZE
-        if len(data) < need:
-            parts = [data]
-            have = len(data)
-            while have < need:
-                chunk = self._recv()
-                parts.append(chunk)
-                have += len(chunk)
-            data = b"".join(parts)
-        if data.find(b"-", 0, need) < 0:
-            self.rbuf = data[need:]
-            return None
-        lines = data.count(b"\n")
-        while lines < n:
-            chunk = self._recv()
-            lines += chunk.count(b"\n")
-            data += chunk
-        out = data.split(b"\r\n", n)
-        self.rbuf = out.pop() if len(out) > n else b""
-        return out
+            if self.resp.matches(_OK * n):
+                return None
+            return self.resp.replies(n)
+        except ConnectionLost as exc:
+            raise self.lost(exc.why) from None
 
     def send_batch(self) -> None:
         """Send the gathered batch (streamed payloads chunk by chunk); it is then in flight."""
@@ -462,10 +392,10 @@ class RestoreLoader:
             tail += self._tail
             argc += 1
         if record.idle is not None:
-            tail += b"$8\r\nIDLETIME\r\n" + _bulk(b"%d" % min(record.idle, _IDLE_MAX))
+            tail += b"$8\r\nIDLETIME\r\n" + bulk(b"%d" % min(record.idle, _IDLE_MAX))
             argc += 2
         elif record.freq is not None:
-            tail += b"$4\r\nFREQ\r\n" + _bulk(b"%d" % record.freq)
+            tail += b"$4\r\nFREQ\r\n" + bulk(b"%d" % record.freq)
             argc += 2
         head = b"*%d\r\n$7\r\nRESTORE\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n" % (argc, len(key), key, len(ttl), ttl)
         return head, tail
@@ -548,11 +478,10 @@ class RestoreLoader:
                 entry = item
                 if entry.key is None and entry.db >= 0:
                     db = entry.db  # a SELECT
-            if line[:1] == b"+":
-                if entry.key is not None:
-                    self._confirm(conn, entry)
-            else:
-                self._failed(conn, entry, _text(line[1:]).strip())
+            if isinstance(line, redis.ResponseError):
+                self._failed(conn, entry, str(line).strip())
+            elif entry.key is not None:
+                self._confirm(conn, entry)
 
     def _confirm(self, conn: _Conn, entry: _Entry) -> None:
         counts = self.counts
@@ -593,7 +522,7 @@ class RestoreLoader:
         if code == "MOVED":
             self._slots[slot] = other
         else:
-            other.batch.add_entry(_Entry(None, -1, command(b"ASKING")))
+            other.batch.add_entry(_Entry(None, -1, encode(b"ASKING")))
         self._requeue(other, entry)
 
     def _settle(self) -> None:

@@ -23,7 +23,12 @@ _CRLF = b"\r\n"
 
 
 class ConnectionLost(EngineError):
-    """The node closed the connection, stopped answering or sent something that is not RESP."""
+    """The node closed the connection, stopped answering or sent something that is not RESP;
+    ``why`` is that reason alone, for callers that word the error their own way."""
+
+    def __init__(self, message: str, why: str) -> None:
+        super().__init__(message)
+        self.why = why
 
 
 def _arg(value: Any) -> bytes:
@@ -89,8 +94,8 @@ class RespConnection:
         self.send(encode_all(commands))
         for command, reply in zip(commands, self.replies(len(commands))):
             if isinstance(reply, redis.ResponseError):
-                what = "authentication" if command[0] == "AUTH" else f"SELECT {db}"
-                raise EngineError(f"{what} on {self.name} failed: {reply}")
+                what = f"authentication to {self.name}" if command[0] == "AUTH" else f"SELECT {db} on {self.name}"
+                raise EngineError(f"{what} failed: {reply}")
 
     def close(self) -> None:
         try:
@@ -107,7 +112,7 @@ class RespConnection:
     # ------------------------------------------------------------------ I/O
 
     def lost(self, why: str) -> ConnectionLost:
-        return ConnectionLost(f"lost the connection to {self.name} ({why})")
+        return ConnectionLost(f"lost the connection to {self.name} ({why})", why)
 
     def send(self, data: bytes) -> None:
         try:
@@ -115,7 +120,20 @@ class RespConnection:
         except socket.timeout:
             raise self.lost(f"no progress sending for {self.timeout:g}s") from None
         except OSError as exc:
-            raise self.lost(exc.strerror or str(exc)) from None
+            said = self._parting_error()
+            raise self.lost(f"the server said: {said}" if said else exc.strerror or str(exc)) from None
+
+    def _parting_error(self) -> str | None:
+        """The error a server sent before closing on us (e.g. a bulk over proto-max-bulk-len)."""
+        try:
+            self._sock.settimeout(1.0)
+            data = self._buf[self._pos:] + self._sock.recv(_RECV)
+        except OSError:
+            return None
+        for line in data.split(_CRLF):
+            if line.startswith(b"-"):
+                return line[1:].decode("utf-8", "replace").strip()
+        return None
 
     def _recv(self) -> bytes:
         try:
