@@ -100,6 +100,13 @@ class Sealer:
     def writer(self, out: BinaryIO) -> AgeWriter:
         return AgeWriter(out, self.recipients)
 
+    def prepare(self, files: int = 1) -> None:
+        """Let slow recipients (scrypt) derive the keys of the first ``files`` files while the
+        source is still getting ready, rather than when its first byte arrives."""
+        for recipient in self.recipients:
+            if isinstance(recipient, ScryptRecipient):
+                recipient.prefetch(files)
+
 
 @dataclass
 class Unsealed:

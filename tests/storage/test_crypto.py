@@ -133,6 +133,17 @@ def test_passphrases_interoperate_with_rage() -> None:
     assert open_(theirs, [ScryptIdentity(b"correct horse", max_work_factor=22)]) == data
 
 
+@needs_rage
+def test_keys_derived_ahead_wrap_one_file_each_and_still_open() -> None:
+    recipient = ScryptRecipient(b"correct horse", work_factor=12)
+    recipient.prefetch(2)
+    blobs = [seal(b"payload %d" % i, [recipient]) for i in range(3)]  # two derived ahead, one inline
+    salts = {blob.split(b"\n")[1].split(b" ")[2] for blob in blobs}
+    assert len(salts) == 3  # a fresh salt (and key) for every file
+    assert [pyrage.passphrase.decrypt(blob, "correct horse") for blob in blobs] == [b"payload %d" % i
+                                                                                     for i in range(3)]
+
+
 @pytest.mark.skipif(AGE is None, reason="the age CLI is not installed (apt-get install age)")
 def test_the_age_cli_reads_what_snaptool_writes_and_back(tmp_path: Path) -> None:
     data = os.urandom(5 * CHUNK + 17)
