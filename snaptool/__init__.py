@@ -10,33 +10,49 @@ Everything the command line does is a function here::
     snaptool.restore("latest", repo, snaptool.RestoreOptions(to="redis://127.0.0.1:6379"))
 """
 
-from .errors import (ChecksumError, EngineError, LossyConversionError, RdbError, SnaptoolError,
-                     UnsupportedError, ValidationError)
-from .crypto.schemes import DecryptionKeys, EncryptionOptions
-from .jobs.backup import BackupOptions, backup
-from .jobs.copy import CopyOptions, copy_snapshot
-from .jobs.convert import convert
-from .jobs.digest import digest_file
-from .jobs.drill import drill
-from .jobs.export import export_file
-from .jobs.inspect import inspect_file
-from .jobs.gc import gc
-from .jobs.merge import merge
-from .jobs.prune import Policy, prune
-from .jobs.restore import RestoreOptions, restore
-from .jobs.seed import SeedOptions, seed
-from .jobs.split import split
-from .rdb.builder import RdbBuilder
-from .rdb.reader import RdbReader
-from .rdb.slots import SlotLayout
-from .rdb.targets import parse_target
-from .storage.catalog import Catalog
-from .storage.repository import Repository, S3Settings
+from __future__ import annotations
 
-__all__ = [
-    "CopyOptions", "DecryptionKeys", "EncryptionOptions", "Policy", "SeedOptions", "copy_snapshot", "prune", "seed",
-    "BackupOptions", "Catalog", "ChecksumError", "EngineError", "LossyConversionError", "RdbBuilder", "RdbError",
-    "RdbReader", "Repository", "RestoreOptions", "S3Settings", "SlotLayout", "SnaptoolError",
-    "UnsupportedError", "ValidationError", "backup", "convert", "digest_file", "drill", "export_file", "gc",
-    "inspect_file", "merge", "parse_target", "restore", "split",
-]
+import importlib
+from typing import Any
+
+#: public name -> the module that defines it, imported on first use: a cron job running one
+#: command should not pay for importing every job (boto3, cryptography, the validators).
+_EXPORTS = {
+    ".errors": ("ChecksumError", "EngineError", "LossyConversionError", "RdbError", "SnaptoolError",
+                "UnsupportedError", "ValidationError"),
+    ".crypto.schemes": ("DecryptionKeys", "EncryptionOptions"),
+    ".jobs.backup": ("BackupOptions", "backup"),
+    ".jobs.copy": ("CopyOptions", "copy_snapshot"),
+    ".jobs.convert": ("convert",),
+    ".jobs.digest": ("digest_file",),
+    ".jobs.drill": ("drill",),
+    ".jobs.export": ("export_file",),
+    ".jobs.inspect": ("inspect_file",),
+    ".jobs.gc": ("gc",),
+    ".jobs.merge": ("merge",),
+    ".jobs.prune": ("Policy", "prune"),
+    ".jobs.restore": ("RestoreOptions", "restore"),
+    ".jobs.seed": ("SeedOptions", "seed"),
+    ".jobs.split": ("split",),
+    ".rdb.builder": ("RdbBuilder",),
+    ".rdb.reader": ("RdbReader",),
+    ".rdb.slots": ("SlotLayout",),
+    ".rdb.targets": ("parse_target",),
+    ".storage.catalog": ("Catalog",),
+    ".storage.repository": ("Repository", "S3Settings"),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'snaptool' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])
