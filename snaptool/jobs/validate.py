@@ -20,7 +20,8 @@ from ..rdb.digest import DatasetDigest
 from ..rdb.items import Record
 from ..rdb.slots import SlotLayout
 from ..rdb.targets import parse_target
-from .validate_live import ValidationReport, validate_live
+from .validate_live import validate_live
+from .validate_report import ValidationReport
 
 
 def validate_cluster(engine: Engine, layout: SlotLayout, files: list[str], records: Iterable[Record], *,
