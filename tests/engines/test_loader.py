@@ -323,12 +323,15 @@ def test_cluster_restores_db0_to_owning_nodes(cluster: LocalCluster) -> None:
         assert loader.nonempty() == {}
 
 
+def _myid(node) -> bytes:
+    return node.client().execute_command("CLUSTER", "MYID")
+
+
 def test_cluster_follows_moved(cluster: LocalCluster) -> None:
     keys = keys_in_slot_of(0, 5, "moved")
     slot = key_slot(keys[0])
     old, new = cluster.nodes[0], cluster.nodes[2]
-    new_id = new.client().execute_command("CLUSTER", "MYID")
-    old_id = old.client().execute_command("CLUSTER", "MYID")
+    new_id, old_id = _myid(new), _myid(old)
     loader = RestoreLoader(old.address)
     try:
         loader.flush_all()
@@ -353,8 +356,7 @@ def test_cluster_follows_ask(cluster: LocalCluster) -> None:
     keys = keys_in_slot_of(1, 2, "ask")
     slot = key_slot(keys[0])
     source, importing = cluster.nodes[1], cluster.nodes[0]
-    source_id = source.client().execute_command("CLUSTER", "MYID")
-    importing_id = importing.client().execute_command("CLUSTER", "MYID")
+    source_id, importing_id = _myid(source), _myid(importing)
     loader = RestoreLoader(source.address)
     try:
         loader.flush_all()
