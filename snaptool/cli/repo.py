@@ -17,7 +17,7 @@ from ..jobs.split import parse_db_map
 from ..rdb.slots import SlotLayout
 from ..rdb.targets import parse_target
 from ..storage.catalog import Catalog
-from ..storage.lock import exclusive_lock
+from ..storage.lock import exclusive_lock, format_wait, parse_wait
 from ..storage.manifest import Manifest
 from ..storage.repository import Repository, S3Settings
 from .s3options import elasticache_options, s3_write_options
@@ -134,12 +134,15 @@ def _describe(m: Manifest) -> str:
 @click.option("--timeout", type=float, default=60.0, show_default=True,
               help="Seconds without data from a node before giving up.")
 @click.option("--pin", is_flag=True, help="Never remove this snapshot by retention (prune).")
+@click.option("--lock-wait", default="0", show_default=True, metavar="DURATION",
+              help="While a prune or gc holds the repository lock, wait up to this long (90s, 10m, 1h) "
+              "instead of failing at once.")
 @encrypt_options
 @elasticache_options
 @_json
 def backup_command(source: str, repo: Repository, login: dict, tags: tuple[str, ...], kind: str,
-                   from_primary: bool, digest: bool, timeout: float, pin: bool, encryption: Any, elasticache: dict,
-                   as_json: bool) -> None:
+                   from_primary: bool, digest: bool, timeout: float, pin: bool, lock_wait: str, encryption: Any,
+                   elasticache: dict, as_json: bool) -> None:
     """Back up an RDB file, a live node or a whole cluster into the repository.
 
     \b
@@ -157,7 +160,8 @@ def backup_command(source: str, repo: Repository, login: dict, tags: tuple[str, 
     options = BackupOptions(kind=kind, tags=tags, from_primary=from_primary, digest=digest, timeout=timeout,
                             encryption=encryption, pinned=pin, export_bucket=elasticache["export_bucket"],
                             keep_source=elasticache["keep_source"], keep_export=elasticache["keep_export"],
-                            grant_elasticache=elasticache["grant"], poll_seconds=elasticache["poll_seconds"], **login)
+                            grant_elasticache=elasticache["grant"], poll_seconds=elasticache["poll_seconds"],
+                            lock_wait=parse_wait(lock_wait, "--lock-wait"), lock_waiting=_say_waiting, **login)
     with transfer_progress() as bar_for:
         manifest = backup(source, repo, options, progress_for=bar_for)
     if as_json:
@@ -166,6 +170,10 @@ def backup_command(source: str, repo: Repository, login: dict, tags: tuple[str, 
     locked = f", encrypted ({manifest.encryption['scheme']})" if manifest.encryption else ""
     click.echo(f"snapshot {manifest.id}: {manifest.keys:,} keys, {human_bytes(manifest.size)} in "
                f"{len(manifest.files)} file(s){locked}, {manifest.seconds:.1f}s, stored in {repo.url}")
+
+
+def _say_waiting(blocker: str, seconds: float) -> None:
+    click.echo(f"snaptool: waiting up to {format_wait(seconds)} for the repository lock: {blocker}", err=True)
 
 
 @click.command("restore")
@@ -270,11 +278,25 @@ def drill_command(snapshot: str, repo: Repository, engine: str | None, target: s
         raise ValidationError(f"drill failed at '{failed.name}': {failed.message.splitlines()[0]}")
 
 
-@click.command("snapshots")
+@click.group("snapshots", invoke_without_command=True)
 @repo_options
 @_json
 def snapshots_command(repo: Repository, as_json: bool) -> None:
-    """List the snapshots in the repository, oldest first; incomplete ones are marked."""
+    """List the snapshots in the repository, oldest first; incomplete ones are marked.
+
+    \b
+    With a command, relabel one snapshot for retention instead:
+      snaptool snapshots promote ID --repo R    # automatic -> manual
+      snaptool snapshots pin ID --repo R        # never pruned
+    """
+    ctx = click.get_current_context()
+    if ctx.invoked_subcommand is not None:
+        given = [p.opts[0] for p in ctx.command.params
+                 if p.name and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]
+        if given:
+            raise click.UsageError(f"give {', '.join(given)} after the command: snaptool snapshots "
+                                   f"{ctx.invoked_subcommand} ID {given[0]} …")
+        return
     listing = Catalog(repo).list()
     if as_json:
         emit_json([{"id": e.id, "complete": e.complete, "problem": e.problem,

@@ -1,4 +1,4 @@
-"""`prune`, `promote`, `pin`, `unpin`, `locks`: retention and the repository lock."""
+"""`prune`, `snapshots promote|pin|unpin`, `locks`: retention and the repository lock."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from ..storage.lock import break_locks, list_locks
 from ..storage.manifest import Manifest
 from ..storage.repository import Repository
 from .output import emit_json, human_bytes
-from .repo import repo_options
+from .repo import repo_options, snapshots_command
 
 _json = click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
 
@@ -198,4 +198,8 @@ def locks_command(repo: Repository, break_stale: bool, as_json: bool) -> None:
         click.echo(f"no locks in {repo.url}")
 
 
-COMMANDS = (prune_command, promote_command, pin_command, unpin_command, locks_command)
+# The relabelling commands are spelt `snaptool snapshots promote|pin|unpin ID`.
+for _relabel in (promote_command, pin_command, unpin_command):
+    snapshots_command.add_command(_relabel)
+
+COMMANDS = (prune_command, locks_command)

@@ -29,7 +29,7 @@ from ..engines.replication import open_rdb_stream
 from ..engines.topology import ClusterNode, ClusterShard, is_cluster, read_topology
 from ..errors import EngineError, SnaptoolError
 from ..rdb.targets import Target, parse_target
-from ..storage.lock import shared_lock
+from ..storage.lock import Lease, Waiting, shared_lock
 from ..storage.catalog import Catalog, shard_file_name, snapshot_dir
 from ..storage.manifest import KINDS, FileEntry, Manifest, new_snapshot_id
 from ..storage.repository import Repository, S3Settings
@@ -65,6 +65,10 @@ class BackupOptions:
     keep_export: bool = False
     grant_elasticache: bool = False
     poll_seconds: float = 15.0
+    # while a prune or gc holds the repository's exclusive lock: wait up to this many seconds
+    # (retrying with growing pauses), telling ``lock_waiting`` once, instead of failing at once
+    lock_wait: float = 0.0
+    lock_waiting: Waiting | None = None
 
 
 def backup(source: str, repo: Repository, options: BackupOptions | None = None, *,
@@ -79,7 +83,7 @@ def backup(source: str, repo: Repository, options: BackupOptions | None = None, 
     if source.startswith("elasticache://"):
         return _elasticache(source, repo, options, progress_for)
     started = time.monotonic()
-    with shared_lock(repo, "backup") as lease:  # prune never removes what is being written
+    with _backup_lock(repo, options) as lease:  # prune never removes what is being written
         if source.startswith(("redis://", "rediss://")):
             address = NodeAddress.parse(source, tls=options.tls, username=options.username,
                                         password=options.password)
@@ -109,8 +113,12 @@ def _elasticache(source: str, repo: Repository, options: BackupOptions,
         keep_export=options.keep_export, grant=options.grant_elasticache, digest=options.digest,
         encryption=options.encryption, poll_seconds=options.poll_seconds,
         aws=options.source_s3 or repo.s3)
-    with shared_lock(repo, "backup"):
+    with _backup_lock(repo, options):
         return elasticache_backup(source, repo, settings, progress_for=progress_for)
+
+
+def _backup_lock(repo: Repository, options: BackupOptions) -> contextlib.AbstractContextManager[Lease]:
+    return shared_lock(repo, "backup", retry_for=options.lock_wait, waiting=options.lock_waiting)
 
 
 class _Job:
@@ -130,6 +138,7 @@ class _Job:
     def run(self) -> Manifest:
         if self.options.encryption is not None:
             self.sealer = self.options.encryption.seal(self.id)  # for KMS: this snapshot's data key
+            self.sealer.prepare()
         try:
             source, files = self.collect()
         except BaseException:

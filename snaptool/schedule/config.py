@@ -16,16 +16,18 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..cloud.elasticache import parse_elasticache_url
 from ..engines.address import NodeAddress, TlsOptions, redact_url
 from ..errors import SnaptoolError
 from ..storage.manifest import KINDS
 from ..storage.repository import S3Settings
 from .fields import Problem, existing, need, one_line, opt, path, strings, table, unknown
-from .options import Retention, encryption_from, retention_from, s3_from
+from .options import (DEFAULT_LOCK_WAIT, Retention, elasticache_from, encryption_from, lock_wait_from, retention_from,
+                      s3_from)
 from .timing import Schedule, ScheduleError, parse_schedule
 
-JOB_FIELDS = ("name", "source", "repository", "schedule", "kind", "tags", "retention", "encryption", "s3",
-              "user", "password_file", "tls", "from_primary", "digest", "timeout")
+JOB_FIELDS = ("name", "source", "repository", "schedule", "kind", "pin", "tags", "retention", "encryption", "s3",
+              "elasticache", "user", "password_file", "tls", "from_primary", "digest", "timeout", "lock_wait")
 SCHEDULER_FIELDS = ("state", "catch_up")
 TLS_FIELDS = ("ca", "cert", "key", "insecure", "server_name")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -49,17 +51,20 @@ class Job:
     repository: str
     schedule: Schedule
     kind: str = "automatic"
+    pin: bool = False  # snapshots of this job are never removed by retention
     tags: tuple[str, ...] = ()
     retention: Retention | None = None
     encryption: dict[str, Any] = field(default_factory=dict)  # EncryptionOptions fields, paths resolved
     s3: S3Settings | None = None
     s3_fields: dict[str, Any] = field(default_factory=dict)  # as written, for `schedule crontab`
+    elasticache: dict[str, Any] = field(default_factory=dict)  # BackupOptions fields, elasticache:// only
     user: str | None = None
     password_file: str | None = None
     tls: TlsOptions | None = None
     from_primary: bool = False
     digest: bool = False
     timeout: float = 60.0
+    lock_wait: float = DEFAULT_LOCK_WAIT  # seconds a backup waits while a prune or gc holds the lock
 
     @property
     def source_key(self) -> str:
@@ -176,16 +181,19 @@ def _job(raw: dict[str, Any], number: int, base: str, own_s3: bool = True) -> tu
         "repository": lambda: _repository(need(raw, "repository", str), base),
         "schedule": lambda: _schedule(need(raw, "schedule", str), name),
         "kind": lambda: _kind(opt(raw, "kind", str) or "automatic"),
+        "pin": lambda: bool(opt(raw, "pin", bool)),
         "tags": lambda: tuple(strings(raw.get("tags", []), allow_one=True)),
         "retention": lambda: retention_from(table(raw["retention"])) if "retention" in raw else None,
         "encryption": lambda: encryption_from(table(raw["encryption"]), base) if "encryption" in raw else {},
         "s3": lambda: s3_from(table(raw["s3"])) if "s3" in raw else (None, {}),
+        "elasticache": lambda: elasticache_from(table(raw["elasticache"])) if "elasticache" in raw else {},
         "user": lambda: opt(raw, "user", str),
         "password_file": lambda: existing(opt(raw, "password_file", str), base),
         "tls": lambda: _tls(table(raw["tls"]), base) if "tls" in raw else None,
         "from_primary": lambda: bool(opt(raw, "from_primary", bool)),
         "digest": lambda: bool(opt(raw, "digest", bool)),
         "timeout": lambda: _timeout(raw.get("timeout", 60.0)),
+        "lock_wait": lambda: lock_wait_from(raw.get("lock_wait", DEFAULT_LOCK_WAIT)),
     }
     values: dict[str, Any] = {"name": name}
     for key, read in readers.items():
@@ -193,18 +201,31 @@ def _job(raw: dict[str, Any], number: int, base: str, own_s3: bool = True) -> tu
             values[key] = read()
         except (Problem, SnaptoolError) as exc:
             problems.append(f"{who}: {key}: {one_line(exc)}")
+    if not problems:
+        problems += _elasticache_problems(who, values["source"], "elasticache" in raw)
     if problems:
         return None, problems
     values["s3"], values["s3_fields"] = values["s3"]
     if values["s3"] is not None and not _uses_s3(values["repository"], values["source"]):
         if own_s3:
-            return None, [f"{who}: s3: S3 settings given, but neither the repository nor the source is s3://"]
+            return None, [f"{who}: s3: S3 settings given, but neither the repository nor the source is on AWS "
+                          "(s3://, elasticache://)"]
         values["s3"], values["s3_fields"] = None, {}  # from [defaults]: for the jobs that use S3
     return Job(**values), []
 
 
 def _uses_s3(repository: str, source: str) -> bool:
-    return repository.startswith("s3://") or source.startswith("s3://")
+    return repository.startswith("s3://") or source.startswith(("s3://", "elasticache://"))
+
+
+def _elasticache_problems(who: str, source: str, has_table: bool) -> list[str]:
+    """An elasticache:// source needs the table (its export bucket); other sources may not have one."""
+    if source.startswith("elasticache://") and not has_table:
+        return [f"{who}: elasticache: missing: an elasticache:// source needs elasticache = "
+                "{ export_bucket = \"…\" }, the bucket ElastiCache exports to"]
+    if has_table and not source.startswith("elasticache://"):
+        return [f"{who}: elasticache: given, but the source is not elasticache://"]
+    return []
 
 
 def _shared_repositories(jobs: list[Job]) -> list[str]:
@@ -223,11 +244,15 @@ def _source(value: str, base: str) -> str:
     if value.startswith(("redis://", "rediss://")):
         NodeAddress.parse(value)  # EngineError: a one-line reason, the password redacted
         return value
+    if value.startswith("elasticache://"):
+        parse_elasticache_url(value)  # ElastiCacheError: a one-line reason
+        return value
     if value.startswith("file://"):
         return path(value.removeprefix("file://"), base)
     if "://" in value:
         if value.split("://", 1)[0] not in ("s3", "http", "https"):
-            raise Problem(f"{redact_url(value)!r}: give redis://, rediss://, a file path, file://, s3:// or https://")
+            raise Problem(f"{redact_url(value)!r}: give redis://, rediss://, elasticache://, a file path, file://, "
+                          "s3:// or https://")
         return value
     return path(value, base)
 

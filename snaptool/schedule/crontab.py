@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..engines.address import NodeAddress
+from ..storage.lock import format_wait
 from .config import Config, Job
 from .options import policy_flags
 
@@ -44,9 +45,13 @@ def job_line(job: Job, snaptool: str = "snaptool") -> tuple[str, list[str]]:
     notes: list[str] = []
     backup = [snaptool, "backup", _source(job, notes), "--repo", job.repository, *_s3(job, notes),
               "--kind", job.kind]
+    if job.pin:
+        backup.append("--pin")
     for tag in job.tags:
         backup += ["--tag", tag]
-    backup += _login(job, notes) + _encryption(job.encryption, notes)
+    if job.lock_wait:
+        backup += ["--lock-wait", format_wait(job.lock_wait)]
+    backup += _login(job, notes) + _encryption(job.encryption, notes) + _elasticache(job.elasticache)
     command = _shell(backup)
     if job.retention is not None:
         prune = [snaptool, "prune", "--repo", job.repository, *_s3(job, []), *policy_flags(job.retention)]
@@ -110,4 +115,16 @@ def _encryption(values: dict[str, Any], notes: list[str]) -> list[str]:
             continue
         for item in value if isinstance(value, tuple) else (value,):
             flags += [option, str(item)]
+    return flags
+
+
+def _elasticache(values: dict[str, Any]) -> list[str]:
+    """The elasticache table's fields are BackupOptions' fields, which backup spells --export-bucket …"""
+    flags: list[str] = []
+    for key, value in values.items():
+        option = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            flags += [option] if value else []
+        else:
+            flags += [option, f"{value:g}" if isinstance(value, float) else str(value)]
     return flags

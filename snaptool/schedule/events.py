@@ -12,10 +12,12 @@ import threading
 from datetime import datetime, timezone
 from typing import Any, Callable, TextIO
 
+from ..storage.lock import format_wait
+
 FORMATS = ("text", "json")
 #: event → level, for collectors that filter by severity
-LEVELS = {"failure": "error", "prune_failure": "error", "state_failure": "error", "skipped": "warning", "missed": "warning",
-          "aborting": "warning"}
+LEVELS = {"failure": "error", "prune_failure": "error", "state_failure": "error", "skipped": "warning",
+          "missed": "warning", "aborting": "warning", "lock_wait": "warning"}
 
 
 def iso(when: datetime) -> str:
@@ -41,6 +43,8 @@ _TEXT: dict[str, Callable[[dict[str, Any]], str]] = {
     "next": lambda e: f"next run {e['at']} ({e['schedule']})",
     "state_failure": lambda e: f"STATE NOT SAVED: {e['error']}",
     "start": lambda e: f"start: {e['source']} -> {e['repository']} (scheduled {e['scheduled']})",
+    "lock_wait": lambda e: f"waiting up to {format_wait(e['seconds'])} for the lock of {e['repository']}: "
+                           f"{e['blocker']}",
     "finish": lambda e: f"finish: snapshot {e['snapshot']}, {e['keys']:,} keys, {_bytes(e['bytes'])}, "
                         f"{e['seconds']:.1f}s" + (f"; {e['overran']} run(s) skipped while it ran" if e.get("overran")
                                                  else ""),

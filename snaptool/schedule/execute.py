@@ -17,6 +17,7 @@ from typing import Any, Callable
 from ..errors import SnaptoolError
 from ..jobs.backup import BackupOptions, backup
 from ..jobs.prune import prune
+from ..storage.lock import Waiting
 from ..storage.repository import Repository
 from .config import Job
 from .options import encryption_options
@@ -47,16 +48,19 @@ def error_line(exc: BaseException) -> str:
     return " ".join(text.split())
 
 
-def backup_options(job: Job) -> BackupOptions:
-    """The job's BackupOptions for one run (password and passphrase files are read now)."""
+def backup_options(job: Job, lock_waiting: Waiting | None = None) -> BackupOptions:
+    """The job's BackupOptions for one run (password and passphrase files are read now);
+    ``lock_waiting`` hears when the backup waits for another process's repository lock."""
     password = None
     if job.password_file:
         with open(job.password_file, encoding="utf-8") as f:
             password = f.read().strip()
     encryption = encryption_options(job.encryption) if job.encryption else None
+    on_aws = job.source.startswith(("s3://", "elasticache://"))
     return BackupOptions(kind=job.kind, tags=job.tags, from_primary=job.from_primary, digest=job.digest,
                          timeout=job.timeout, tls=job.tls, username=job.user, password=password,
-                         source_s3=job.s3 if job.source.startswith("s3://") else None, encryption=encryption)
+                         source_s3=job.s3 if on_aws else None, encryption=encryption, pinned=job.pin,
+                         lock_wait=job.lock_wait, lock_waiting=lock_waiting, **job.elasticache)
 
 
 def run_job(job: Job, *, clock: Clock, log: Log, extra: Callable[[], dict[str, Any]] | None = None,
@@ -68,7 +72,7 @@ def run_job(job: Job, *, clock: Clock, log: Log, extra: Callable[[], dict[str, A
     try:
         with repositories.backing_up(job.repository):
             repo = Repository.open(job.repository, s3=job.s3)
-            manifest = backup(job.source, repo, backup_options(job))
+            manifest = backup(job.source, repo, backup_options(job, _waiting(job, clock, log)))
     except Exception as exc:  # noqa: BLE001 - one job's failure must not stop the scheduler
         log(clock(), "failure", job.name, stage="backup", error=error_line(exc),
             seconds=round(time.monotonic() - started, 3))
@@ -80,6 +84,12 @@ def run_job(job: Job, *, clock: Clock, log: Log, extra: Callable[[], dict[str, A
         if running:
             log(clock(), "prune_deferred", job.name, repository=job.repository, backups=running)
     return Outcome(ok=True, snapshot=manifest.id, prune_ok=repositories.run_pending(job.repository))
+
+
+def _waiting(job: Job, clock: Clock, log: Log) -> Waiting:
+    def waiting(blocker: str, seconds: float) -> None:
+        log(clock(), "lock_wait", job.name, repository=job.repository, blocker=blocker, seconds=seconds)
+    return waiting
 
 
 def _prune(job: Job, repo: Repository, clock: Clock, log: Log) -> bool:

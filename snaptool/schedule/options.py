@@ -1,6 +1,7 @@
 """A job's nested tables: ``retention`` (prune's Policy), ``encryption`` (EncryptionOptions, passed
-through field by field) and ``s3`` (S3Settings). None of them may hold a secret: passphrases come
-from files, S3 credentials from the AWS environment.
+through field by field), ``s3`` (S3Settings) and ``elasticache`` (BackupOptions' fields for an
+``elasticache://`` source), and ``lock_wait``. None of them may hold a secret: passphrases come from
+files, S3 credentials from the AWS environment.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import SnaptoolError
+from ..jobs.backup import BackupOptions
 from ..jobs.prune import GROUP_FIELDS, MAX_RETENTION_DAYS, UNLIMITED, Duration, Policy
+from ..storage.lock import parse_wait
 from ..storage.repository import S3Settings
 from .fields import Problem, existing, opt, path, strings, unknown
 
@@ -20,6 +23,10 @@ RETENTION_FIELDS = (*COUNTS, "within", "retention_days", "include_manual", "grou
 #: for recurring backups (use the bucket's default retention).
 S3_EXCLUDED = ("access_key_id", "secret_access_key", "session_token", "object_lock_mode", "object_lock_retain_until")
 _S3_INTS = ("max_attempts", "part_size")
+#: BackupOptions fields for an elasticache:// source; `snaptool backup` spells each --export-bucket …
+ELASTICACHE_FIELDS = ("export_bucket", "keep_source", "keep_export", "grant_elasticache", "poll_seconds")
+#: How long a scheduled backup waits while another process (a prune, gc) holds the repository lock.
+DEFAULT_LOCK_WAIT = 600.0
 _NO_SECRET = "a config file holds no secret"
 #: CryptoError messages speak of backup's options; in a config the same things are fields.
 _FLAG_NAMES = (("--encrypt ", "scheme "), ("--recipients-file", "recipients_files"), ("--recipient", "recipients"),
@@ -180,3 +187,32 @@ def s3_from(values: dict[str, Any]) -> tuple[S3Settings, dict[str, Any]]:
             raise Problem(f"unknown field {key!r} (fields: {', '.join(allowed)})")
     checked = {k: opt(values, k, int if k in _S3_INTS else str, named=True) for k in values}
     return S3Settings(**checked), checked
+
+
+# --------------------------------------------------------------------------- elasticache, lock_wait
+
+def elasticache_from(values: dict[str, Any]) -> dict[str, Any]:
+    """The ``elasticache`` table: BackupOptions keyword arguments, typed by the fields' defaults."""
+    unknown(values, ELASTICACHE_FIELDS)
+    defaults = {f.name: f.default for f in dataclasses.fields(BackupOptions) if f.name in ELASTICACHE_FIELDS}
+    out = {key: opt(values, key, str if defaults[key] is None else type(defaults[key]), named=True)
+           for key in values}
+    if not out.get("export_bucket"):
+        raise Problem("export_bucket: missing (the bucket, in the cluster's region, that ElastiCache exports to)")
+    if out.get("poll_seconds", 1.0) <= 0:
+        raise Problem(f"poll_seconds: must be a positive number of seconds, not {out['poll_seconds']!r}")
+    return out
+
+
+def lock_wait_from(value: Any) -> float:
+    """``lock_wait``: seconds (a number) or a duration such as ``"10m"``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise Problem(f"give seconds or a duration such as \"90s\", \"10m\", not {value!r}")
+    if isinstance(value, str):
+        try:
+            return parse_wait(value, "duration")
+        except SnaptoolError as exc:
+            raise Problem(str(exc)) from None
+    if value < 0:
+        raise Problem(f"give seconds ≥ 0, not {value!r}")
+    return float(value)

@@ -41,8 +41,15 @@ KINDS = ("shared", "exclusive")
 #: Seconds a lease lives without renewal; renewed every third of it while the work runs.
 DEFAULT_TTL = 600.0
 _NAME = re.compile(r"^(shared|exclusive)-[0-9a-f]{16}\.json$")
+#: Pauses between tries while waiting for a lock: doubling from the first to the longest.
+_FIRST_PAUSE, _LONGEST_PAUSE = 0.1, 10.0
+_WAIT = re.compile(r"(\d+(?:\.\d+)?)([hms]?)")
+_WAIT_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "": 1.0}
 
 Clock = Callable[[], datetime]
+#: waiting(blocker, seconds): another holder (``blocker`` describes its lease) has the lock; we wait
+#: up to ``seconds`` for it.
+Waiting = Callable[[str, float], None]
 
 
 def utcnow() -> datetime:
@@ -54,7 +61,11 @@ def _iso(when: datetime) -> str:
 
 
 class LockedError(RepositoryError):
-    """Another holder has a live lease that conflicts with the one asked for."""
+    """Another holder has a live lease that conflicts with the one asked for (``blocker`` names it)."""
+
+    def __init__(self, message: str, blocker: str = "") -> None:
+        super().__init__(message)
+        self.blocker = blocker
 
 
 class LockLostError(RepositoryError):
@@ -346,21 +357,48 @@ class Lease:
 
 
 def acquire(repo: Repository, kind: str, purpose: str, *, ttl: float = DEFAULT_TTL,
-            clock: Clock | None = None, retry_for: float = 0.0) -> Lease:
+            clock: Clock | None = None, retry_for: float = 0.0, waiting: Waiting | None = None) -> Lease:
     """Write our lease, then refuse (removing it again) if a conflicting live lease exists; with
-    ``retry_for`` seconds, try again after a random pause until then (racing holders that both
-    backed off then rarely collide twice)."""
+    ``retry_for`` seconds, try again until then after pauses that grow (jittered, so racing holders
+    that both backed off rarely collide twice, and a long wait costs few requests). ``waiting`` is
+    told once, at the first refusal, so a caller can say what it waits for."""
     if kind not in KINDS:
         raise ValueError(f"lock kind {kind!r}: use one of {KINDS}")
     deadline = time.monotonic() + retry_for
+    pause = _FIRST_PAUSE
     while True:
         try:
             return _try_acquire(repo, kind, purpose, ttl, clock or utcnow)
-        except LockedError:
+        except LockedError as exc:
             left = deadline - time.monotonic()
             if left <= 0:
+                if retry_for > 0:
+                    raise LockedError(f"{exc} (still locked after waiting {format_wait(retry_for)})",
+                                      exc.blocker) from None
                 raise
-            time.sleep(min(left, random.uniform(0.05, 1.0)))
+            if waiting is not None and pause == _FIRST_PAUSE:  # the first refusal
+                waiting(exc.blocker, retry_for)
+            time.sleep(min(left, random.uniform(pause / 2, pause)))
+            pause = min(pause * 2, _LONGEST_PAUSE)
+
+
+def parse_wait(text: str, what: str = "lock wait") -> float:
+    """Seconds from ``90``, ``90s``, ``10m``, ``1h30m`` (how long to wait for a lock)."""
+    cleaned = text.strip().lower()
+    parts = _WAIT.findall(cleaned)
+    if not cleaned or "".join(n + u for n, u in parts) != cleaned or len({u for _, u in parts}) < len(parts):
+        raise RepositoryError(f"{what} {text!r}: give seconds or a duration such as 90s, 10m, 1h30m")
+    return sum(float(n) * _WAIT_UNITS[u] for n, u in parts)
+
+
+def format_wait(seconds: float) -> str:
+    """``600`` → ``10m``, ``5400`` → ``1h30m``, ``2.5`` → ``2.5s``: as parse_wait reads it."""
+    whole = int(seconds)
+    if whole != seconds or whole < 60:
+        return f"{seconds:g}s"
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return "".join(f"{n}{u}" for n, u in ((hours, "h"), (minutes, "m"), (secs, "s")) if n)
 
 
 def _try_acquire(repo: Repository, kind: str, purpose: str, ttl: float, clock: Clock) -> Lease:
@@ -374,8 +412,9 @@ def _try_acquire(repo: Repository, kind: str, purpose: str, ttl: float, clock: C
         live = [o for o in others if not o.stale(now) and (kind == "exclusive" or o.kind == "exclusive")]
         if live:
             more = f" (and {len(live) - 1} more)" if len(live) > 1 else ""
-            raise LockedError(f"repository {repo.url} is locked: {live[0].describe(now)}{more}; "
-                              f"{purpose} needs a{'n' if kind == 'exclusive' else ''} {kind} lock, try again later")
+            blocker = f"{live[0].describe(now)}{more}"
+            raise LockedError(f"repository {repo.url} is locked: {blocker}; {purpose} needs "
+                              f"a{'n' if kind == 'exclusive' else ''} {kind} lock, try again later", blocker)
         lease.stale = [o for o in others if o.stale(now)]
     except BaseException:
         with contextlib.suppress(Exception):
@@ -386,8 +425,8 @@ def _try_acquire(repo: Repository, kind: str, purpose: str, ttl: float, clock: C
 
 @contextlib.contextmanager
 def _held(repo: Repository, kind: str, purpose: str, ttl: float, clock: Clock | None, renew: bool,
-          retry_for: float) -> Iterator[Lease]:
-    lease = acquire(repo, kind, purpose, ttl=ttl, clock=clock, retry_for=retry_for)
+          retry_for: float, waiting: Waiting | None) -> Iterator[Lease]:
+    lease = acquire(repo, kind, purpose, ttl=ttl, clock=clock, retry_for=retry_for, waiting=waiting)
     try:
         if renew:
             lease.start_renewing()
@@ -400,14 +439,16 @@ def _held(repo: Repository, kind: str, purpose: str, ttl: float, clock: Clock | 
 
 
 def exclusive_lock(repo: Repository, purpose: str, *, ttl: float = DEFAULT_TTL, clock: Clock | None = None,
-                   renew: bool = True, retry_for: float = 0.0) -> contextlib.AbstractContextManager[Lease]:
+                   renew: bool = True, retry_for: float = 0.0,
+                   waiting: Waiting | None = None) -> contextlib.AbstractContextManager[Lease]:
     """``with exclusive_lock(repo, "prune"):`` — no other lease may be live (prune, and anything that
     deletes snapshots)."""
-    return _held(repo, "exclusive", purpose, ttl, clock, renew, retry_for)
+    return _held(repo, "exclusive", purpose, ttl, clock, renew, retry_for, waiting)
 
 
 def shared_lock(repo: Repository, purpose: str, *, ttl: float = DEFAULT_TTL, clock: Clock | None = None,
-                renew: bool = True, retry_for: float = 0.0) -> contextlib.AbstractContextManager[Lease]:
+                renew: bool = True, retry_for: float = 0.0,
+                waiting: Waiting | None = None) -> contextlib.AbstractContextManager[Lease]:
     """``with shared_lock(repo, "backup"):`` — many may hold one at once; none while an exclusive
     lease is live."""
-    return _held(repo, "shared", purpose, ttl, clock, renew, retry_for)
+    return _held(repo, "shared", purpose, ttl, clock, renew, retry_for, waiting)

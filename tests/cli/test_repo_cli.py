@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import resource
@@ -155,3 +156,94 @@ def test_tls_and_an_acl_user_end_to_end(engine_server, get_engine, tmp_path: Pat
     wrong_ca = make_certs(tmp_path / "other")["ca"]
     refused = snaptool("backup", f"rediss://backup:pw@127.0.0.1:{source_tls}", "--tls-ca", wrong_ca, "--repo", repo)
     assert_one_line_error(refused, 1, "certificate verify failed", f"127.0.0.1:{source_tls}")
+
+
+def test_snapshots_lists_and_relabels_for_retention(tmp_path: Path) -> None:
+    from snaptool.storage.catalog import Catalog
+    from snaptool.storage.repository import Repository
+
+    repo = str(tmp_path / "repo")
+    made = json.loads(snaptool("backup", str(SAMPLE), "--repo", repo, "--kind", "automatic", "--json").stdout)
+    listed = json.loads(snaptool("snapshots", "--repo", repo, "--json").stdout)
+    assert [(e["id"], e["manifest"]["kind"]) for e in listed] == [(made["id"], "automatic")]
+    promoted = snaptool("snapshots", "promote", made["id"][:20], "--repo", repo)
+    assert promoted.returncode == 0 and promoted.stdout.decode().strip() == \
+        f"{made['id']}: now manual (kept until forgotten)"
+    pinned = json.loads(snaptool("snapshots", "pin", "latest", "--repo", repo, "--json").stdout)
+    assert pinned == {"id": made["id"], "kind": "manual", "pinned": True, "changed": True}
+    stored = Catalog(Repository.open(repo)).manifest(made["id"])
+    assert (stored.kind, stored.pinned) == ("manual", True)
+    assert b"unpinned" in snaptool("snapshots", "unpin", made["id"], "--repo", repo).stdout
+    assert not Catalog(Repository.open(repo)).manifest(made["id"]).pinned
+    assert b"no such command 'promote'" in snaptool("promote", made["id"], "--repo", repo).stderr.lower()
+    misplaced = snaptool("snapshots", "--repo", repo, "pin", made["id"])  # would relabel in ./snaptool-repo
+    assert misplaced.returncode == 2 and b"give --repo after the command" in misplaced.stderr
+    assert not Catalog(Repository.open(repo)).manifest(made["id"]).pinned
+    assert_one_line_error(snaptool("snapshots", "promote", "nope", "--repo", repo), 1, "no complete snapshot 'nope'")
+
+
+# Holds the repository's exclusive lock (as a prune or gc does) until told to let go on stdin.
+_HOLD = ("import sys; from snaptool.storage.lock import exclusive_lock; from snaptool.storage.repository import "
+         "Repository\nwith exclusive_lock(Repository.open(sys.argv[1]), sys.argv[2]) as lease:\n"
+         "    print(lease.info.name, flush=True); sys.stdin.readline()")
+
+
+def _holder(repo: str, purpose: str) -> tuple[subprocess.Popen, str]:
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD, repo, purpose], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None
+    return holder, holder.stdout.readline().strip()
+
+
+def test_backup_waits_for_a_prune_lock_until_another_process_releases_it(tmp_path: Path) -> None:
+    from snaptool.storage.catalog import Catalog
+    from snaptool.storage.lock import list_locks
+    from snaptool.storage.repository import Repository
+
+    repo = str(tmp_path / "repo")
+    holder, lease = _holder(repo, "prune")
+    backup = subprocess.Popen([sys.executable, "-m", "snaptool", "backup", str(SAMPLE), "--repo", repo,
+                               "--lock-wait", "5m", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    assert backup.stderr is not None and holder.stdin is not None
+    said = backup.stderr.readline()  # the backup says it waits, and for whom, before the lock is let go
+    assert said.startswith(f"snaptool: waiting up to 5m for the repository lock: exclusive lock locks/{lease}: "
+                           f"prune (pid {holder.pid} on "), said
+    assert not Catalog(Repository.open(repo)).list()  # nothing written while waiting
+    holder.stdin.write("\n")
+    holder.stdin.close()
+    assert holder.wait() == 0
+    out, err = backup.communicate(timeout=300)
+    assert backup.returncode == 0, err
+    manifest = json.loads(out)
+    meta = json.loads((FIXTURES / "redis-7.0.meta.json").read_text())
+    (stored,) = manifest["files"]
+    assert sum(db["keys"] for db in stored["databases"].values()) == meta["key_count"]
+    assert stored["sha256"] == hashlib.sha256(SAMPLE.read_bytes()).hexdigest()
+    assert [m.id for m in Catalog(Repository.open(repo)).complete()] == [manifest["id"]]
+    assert list_locks(Repository.open(repo)) == []
+
+
+def test_backup_gives_up_after_its_lock_wait_in_one_line_leaving_nothing(tmp_path: Path) -> None:
+    from snaptool.storage.lock import list_locks
+    from snaptool.storage.repository import Repository
+
+    repo = str(tmp_path / "repo")
+    holder, lease = _holder(repo, "gc")
+    try:
+        result = snaptool("backup", str(SAMPLE), "--repo", repo, "--lock-wait", "1s")
+        err = result.stderr.decode()
+        assert result.returncode == 1 and "Traceback" not in err, err
+        waiting, error = err.strip().splitlines()
+        assert waiting.startswith(f"snaptool: waiting up to 1s for the repository lock: exclusive lock locks/{lease}")
+        assert error.startswith(f"snaptool: error: repository {repo} is locked: exclusive lock locks/{lease}: gc (pid "
+                                f"{holder.pid} on ") and error.endswith("(still locked after waiting 1s)")
+        assert not (tmp_path / "repo" / "snapshots").exists()
+        assert [x.name for x in list_locks(Repository.open(repo))] == [lease]
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait()
+    assert_one_line_error(snaptool("backup", str(SAMPLE), "--repo", repo, "--lock-wait", "5x"), 1,
+                          "--lock-wait '5x': give seconds or a duration")
+    assert not (tmp_path / "repo" / "snapshots").exists()

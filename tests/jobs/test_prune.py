@@ -365,6 +365,9 @@ def test_s3_object_lock_keeps_a_snapshot_and_says_so(s3_env: str) -> None:
         assert outcomes[history[2].id] == ("locked", f"object lock: legal hold on {history[2].files[0].name}")
         assert outcomes[history[3].id][0] == ("would remove" if dry_run else "removed")
     assert [m.id for m in Catalog(repo).complete()] == [history[i].id for i in (2, 1, 0)]
+    versions = s3.list_object_versions(Bucket="locked-backups", Prefix="redis/snapshots/")
+    hidden = {marker["Key"].split("/")[2] for marker in versions.get("DeleteMarkers", [])}
+    assert hidden == {history[3].id}  # no delete marker hides a locked object: only the removed snapshot has them
 
 
 def test_a_snapshot_that_cannot_be_deleted_is_reported_and_the_rest_go_on(tmp_path: Path) -> None:
@@ -433,7 +436,7 @@ def test_bad_input_is_one_line(tmp_path: Path) -> None:
                            (["--keep-daily", "many"], "--keep-daily 'many'"),
                            (["--keep-last", "1", "--group-by", "host"], "--group-by 'host'")]:
         one_line_error(snaptool("prune", "--repo", repo, *args), fragment)
-    one_line_error(snaptool("promote", "nope", "--repo", repo), "no complete snapshot 'nope'")
+    one_line_error(snaptool("snapshots", "promote", "nope", "--repo", repo), "no complete snapshot 'nope'")
 
 
 def test_a_locked_repository_is_one_line_naming_holder_and_expiry(tmp_path: Path) -> None:
@@ -447,17 +450,30 @@ def test_a_locked_repository_is_one_line_naming_holder_and_expiry(tmp_path: Path
         assert f"shared lock locks/{lease.info.name}: backup" in listed.stdout
 
 
+def test_prune_reports_a_stale_lock_and_break_lock_clears_it_from_the_command_line(tmp_path: Path) -> None:
+    repo = Repository.open(str(tmp_path / "repo"))
+    store(repo, [snap(NOW - timedelta(days=i), i) for i in range(2)])
+    dead = acquire(repo, "shared", "backup", ttl=1, clock=lambda: NOW - timedelta(days=1))  # its holder died
+    reported = snaptool("prune", "--repo", repo.url, "--keep-last", "1")
+    assert reported.returncode == 0, reported.stderr
+    assert f"stale shared lock locks/{dead.info.name}: backup" in reported.stderr and "--break-lock" in reported.stderr
+    assert [x.name for x in list_locks(repo)] == [dead.info.name] and len(Catalog(repo).complete()) == 1
+    broke = snaptool("prune", "--repo", repo.url, "--keep-last", "1", "--break-lock")
+    assert broke.returncode == 0 and f"broke stale shared lock locks/{dead.info.name}" in broke.stderr
+    assert list_locks(repo) == []
+
+
 def test_promote_pin_unpin_and_locks_from_the_command_line(tmp_path: Path) -> None:
     repo = Repository.open(str(tmp_path / "repo"))
     m = snap(NOW - timedelta(days=3), 0)
     store(repo, [m])
-    assert snaptool("promote", m.id[:20], "--repo", repo.url).stdout.strip() == \
+    assert snaptool("snapshots", "promote", m.id[:20], "--repo", repo.url).stdout.strip() == \
         f"{m.id}: now manual (kept until forgotten)"
-    assert "already manual, nothing changed" in snaptool("promote", m.id, "--repo", repo.url).stdout
-    pinned = json.loads(snaptool("pin", m.id, "--repo", repo.url, "--json").stdout)
+    assert "already manual, nothing changed" in snaptool("snapshots", "promote", m.id, "--repo", repo.url).stdout
+    pinned = json.loads(snaptool("snapshots", "pin", m.id, "--repo", repo.url, "--json").stdout)
     assert pinned == {"id": m.id, "kind": "manual", "pinned": True, "changed": True}
     assert Catalog(repo).manifest(m.id).pinned
-    assert "unpinned" in snaptool("unpin", m.id, "--repo", repo.url).stdout
+    assert "unpinned" in snaptool("snapshots", "unpin", m.id, "--repo", repo.url).stdout
     assert not Catalog(repo).manifest(m.id).pinned
     acquire(repo, "shared", "backup", ttl=1, clock=lambda: NOW - timedelta(days=1))  # stale
     assert "stale shared lock" in snaptool("locks", "--repo", repo.url).stdout

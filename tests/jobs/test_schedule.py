@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -288,7 +289,30 @@ def test_a_good_config_loads_with_defaults_and_paths_relative_to_it(tmp_path: Pa
     ('source = "a.rdb"\nrepository = "s3://b/p"\nschedule = "@daily"\ns3 = { sse = "rot13" }',
      "job 'a': s3: S3 settings: SSE must be"),
     ('source = "a.rdb"\nrepository = "r"\nschedule = "@daily"\ns3 = { region = "eu-west-1" }',
-     "job 'a': s3: S3 settings given, but neither the repository nor the source is s3://"),
+     "job 'a': s3: S3 settings given, but neither the repository nor the source is on AWS"),
+    ('source = "elasticache://cache-prod"\nrepository = "r"\nschedule = "@daily"', "job 'a': elasticache: missing"),
+    ('source = "elasticache://Cache_Prod"\nrepository = "r"\nschedule = "@daily"\n'
+     'elasticache = { export_bucket = "b" }',
+     "job 'a': source: 'elasticache://Cache_Prod': 'cache_prod' is not a replication group or cluster id"),
+    ('source = "elasticache://c?zone=x"\nrepository = "r"\nschedule = "@daily"\nelasticache = { export_bucket = "b" }',
+     "job 'a': source: 'elasticache://c?zone=x': unknown parameter 'zone'"),
+    ('source = "elasticache://c"\nrepository = "r"\nschedule = "@daily"\nelasticache = { keep_source = true }',
+     "job 'a': elasticache: export_bucket: missing"),
+    ('source = "elasticache://c"\nrepository = "r"\nschedule = "@daily"\nelasticache = { bucket = "b" }',
+     "job 'a': elasticache: unknown field 'bucket' (fields: export_bucket, keep_source, keep_export, "
+     "grant_elasticache, poll_seconds)"),
+    ('source = "elasticache://c"\nrepository = "r"\nschedule = "@daily"\n'
+     'elasticache = { export_bucket = "b", keep_source = "yes" }', "job 'a': elasticache: keep_source: must be true"),
+    ('source = "elasticache://c"\nrepository = "r"\nschedule = "@daily"\n'
+     'elasticache = { export_bucket = "b", poll_seconds = 0 }',
+     "job 'a': elasticache: poll_seconds: must be a positive"),
+    ('source = "a.rdb"\nrepository = "r"\nschedule = "@daily"\nelasticache = { export_bucket = "b" }',
+     "job 'a': elasticache: given, but the source is not elasticache://"),
+    ('source = "a.rdb"\nrepository = "r"\nschedule = "@daily"\npin = "yes"', "job 'a': pin: must be true or false"),
+    ('source = "a.rdb"\nrepository = "r"\nschedule = "@daily"\nlock_wait = "5x"',
+     "job 'a': lock_wait: duration '5x': give seconds or a duration such as 90s, 10m, 1h30m"),
+    ('source = "a.rdb"\nrepository = "r"\nschedule = "@daily"\nlock_wait = -1',
+     "job 'a': lock_wait: give seconds ≥ 0"),
     ('source = "a.rdb"\nrepository = "r"\nschedule = "@daily"\npassword_file = "nope"', "job 'a': password_file:"),
     ('source = "a.rdb"\nrepository = "r"\nschedule = "@daily"\ntimeout = 0', "job 'a': timeout: must be a positive"),
 ])
@@ -342,6 +366,59 @@ retention = { daily = 7 }
     (problem,) = problems_of(tmp_path, text)
     assert "job 'b': retention: differs from job 'a', which uses the same repository" in problem
     load_config(str(write_config(tmp_path, text.replace('"./r/"', '"other"'))))
+
+
+def test_every_source_backup_takes_and_its_options_load_and_reach_backup(tmp_path: Path) -> None:
+    from snaptool.cli.repo import backup_command
+    from snaptool.schedule.execute import backup_options
+
+    config = load_config(str(write_config(tmp_path, f"""
+[defaults]
+repository = "repo"
+schedule = "@daily"
+[[job]]
+name = "file"
+source = "{FIXTURE}"
+pin = true
+lock_wait = "2m"
+[[job]]
+name = "node"
+source = "redis://10.0.0.5:6379/2"
+lock_wait = 0
+[[job]]
+name = "tls"
+source = "rediss://10.0.0.6:6380"
+[[job]]
+name = "object"
+source = "s3://dumps/redis/dump.rdb"
+s3 = {{ region = "eu-west-1" }}
+[[job]]
+name = "web"
+source = "https://example.com/dump.rdb"
+[[job]]
+name = "managed"
+source = "elasticache://cache-prod?region=eu-west-1"
+s3 = {{ profile = "backups" }}
+elasticache = {{ export_bucket = "cache-exports", keep_source = true, poll_seconds = 5 }}
+tags = ["managed"]
+""")))
+    jobs = {job.name: job for job in config.jobs}
+    assert jobs["file"].pin and not jobs["node"].pin
+    assert (jobs["file"].lock_wait, jobs["node"].lock_wait, jobs["tls"].lock_wait) == (120, 0, 600)
+    managed = backup_options(jobs["managed"])
+    assert (managed.export_bucket, managed.keep_source, managed.keep_export, managed.poll_seconds) == \
+        ("cache-exports", True, False, 5.0)
+    assert managed.source_s3 is not None and managed.source_s3.profile == "backups"
+    assert backup_options(jobs["file"]).pinned and backup_options(jobs["file"]).lock_wait == 120
+    assert backup_options(jobs["object"]).source_s3.region == "eu-west-1"
+    line, _ = job_line(jobs["managed"])
+    assert "--export-bucket cache-exports --keep-source --poll-seconds 5" in line and "--lock-wait 10m" in line
+    assert "--pin" in job_line(jobs["file"])[0] and "--lock-wait 2m" in job_line(jobs["file"])[0]
+    assert "--lock-wait" not in job_line(jobs["node"])[0]
+    for job in config.jobs:  # every crontab line is one that `snaptool backup` accepts
+        args = shlex.split(job_line(job)[0])
+        context = backup_command.make_context("backup", args[args.index("backup") + 1:])
+        assert context.params["source"] == job.source
 
 
 def test_the_documented_example_is_a_valid_config(tmp_path: Path) -> None:
@@ -594,6 +671,85 @@ source = "quick.rdb"
     assert (pruned["job"], pruned["time"], pruned["removed"]) == ("slow", "2026-11-26T00:02:30Z", 1)
     assert not events(log, "prune_failure") and counts.prune_failures == 0 and counts.succeeded == 3
     assert len(snapshot_ids(tmp_path / "repo")) == 2  # the newest of each source
+
+
+def test_a_pinned_scheduled_snapshot_is_kept_by_the_prune_after_it(tmp_path: Path) -> None:
+    config = write_config(tmp_path, f"""
+[defaults]
+source = "{FIXTURE}"
+repository = "repo"
+schedule = "@daily"
+retention = {{ last = 1 }}
+[[job]]
+name = "keep"
+pin = true
+[[job]]
+name = "plain"
+""")
+    for jobs in ([], ["--job", "plain"]):  # keep then plain (one source: in file order), then plain again
+        result = run_cli("run", "--config", str(config), "--once", "--log-format", "json", *jobs)
+        assert result.exit_code == 0, result.output
+    repo = Repository.open(str(tmp_path / "repo"))
+    manifests = Catalog(repo).complete()
+    pinned = [m for m in manifests if m.pinned]
+    assert len(manifests) == 2 and len(pinned) == 1  # the pinned one, and the newest plain one
+    from snaptool.jobs.prune import Policy, prune
+
+    decisions = {d.id: d for d in prune(repo, Policy(last=1), dry_run=True).decisions}
+    assert "pinned" in decisions[pinned[0].id].reasons and decisions[pinned[0].id].outcome == "kept"
+
+
+def lock_wait_config(tmp_path: Path, wait: str) -> Path:
+    return write_config(tmp_path, f"""
+[[job]]
+name = "nightly"
+source = "{FIXTURE}"
+repository = "repo"
+schedule = "@daily"
+lock_wait = "{wait}"
+""")
+
+
+def test_a_scheduled_backup_waits_for_a_prune_lock_held_elsewhere_and_says_so(tmp_path: Path) -> None:
+    from snaptool.storage.lock import acquire
+
+    repo = Repository.open(str(tmp_path / "repo"))
+    holder = acquire(repo, "exclusive", "prune")  # another process's prune, as far as the scheduler knows
+    out = io.StringIO()
+    log = EventLog(out, "text", keep=True)
+
+    def hooked(when: datetime, event: str, job: str | None = None, **fields: Any) -> None:
+        log(when, event, job, **fields)
+        if event == "lock_wait":
+            holder.release()  # the prune ends while the backup waits
+
+    scheduler = Scheduler(load_config(str(lock_wait_config(tmp_path, "5m"))), log=hooked, poll=0.01)
+    counts = scheduler.run_once()
+    (waited,) = events(log, "lock_wait", "nightly")
+    assert waited["level"] == "warning" and waited["seconds"] == 300 and waited["repository"] == repo.url
+    assert waited["blocker"].startswith(f"exclusive lock locks/{holder.info.name}: prune (pid {os.getpid()} on ")
+    assert f"nightly: waiting up to 5m for the lock of {repo.url}: exclusive lock" in out.getvalue()
+    (finish,) = events(log, "finish", "nightly")
+    assert counts.succeeded == 1 and snapshot_ids(tmp_path / "repo") == [finish["snapshot"]]
+
+
+def test_a_scheduled_backup_gives_up_after_its_lock_wait(tmp_path: Path) -> None:
+    from snaptool.storage.lock import acquire, list_locks
+
+    repo = Repository.open(str(tmp_path / "repo"))
+    holder = acquire(repo, "exclusive", "gc")  # never released while the backup waits
+    log = EventLog(io.StringIO(), "json", keep=True)
+    try:
+        counts = Scheduler(load_config(str(lock_wait_config(tmp_path, "1s"))), log=log, poll=0.01).run_once()
+        assert len(events(log, "lock_wait", "nightly")) == 1
+        (failure,) = events(log, "failure", "nightly")
+        assert failure["error"].startswith(f"repository {repo.url} is locked: "
+                                           f"exclusive lock locks/{holder.info.name}: gc")
+        assert failure["error"].endswith("(still locked after waiting 1s)")
+        assert counts.failed == 1 and snapshot_ids(tmp_path / "repo") == []
+        assert [x.name for x in list_locks(repo)] == [holder.info.name]
+    finally:
+        holder.release()
 
 
 def test_json_log_lines_parse_and_carry_what_each_event_needs(tmp_path: Path) -> None:
@@ -878,7 +1034,7 @@ retention = { daily = 7, weekly = 4, within = "36h", group_by = "none" }
     (job,) = load_config(str(config)).jobs
     line, notes = job_line(job)
     assert line.startswith("30 2 * * * snaptool backup redis://backup@10.0.0.5:6379 --repo s3://bucket/redis "
-                           "--s3-region eu-west-1 --kind automatic --encrypt kms --kms-key-id alias/a "
+                           "--s3-region eu-west-1 --kind automatic --lock-wait 10m --encrypt kms --kms-key-id alias/a "
                            "--kms-key-id alias/b && snaptool prune --repo s3://bucket/redis --s3-region eu-west-1 "
                            "--keep-daily 7 --keep-weekly 4 --keep-within 36h --group-by none --retry-lock 600")
     assert "pw" not in line

@@ -9,8 +9,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from snaptool.errors import SnaptoolError
 from snaptool.storage.lock import (LOCKS, LockedError, LockLostError, acquire, break_locks, exclusive_lock,
-                                   list_locks, shared_lock, write_new)
+                                   format_wait, list_locks, parse_wait, shared_lock, write_new)
 from snaptool.storage.repository import Repository
 
 T0 = datetime(2026, 11, 26, 7, 0, tzinfo=timezone.utc)
@@ -115,6 +116,51 @@ def test_retry_waits_for_the_holder_to_release(repo: Repository) -> None:
     with shared_lock(repo, "backup", retry_for=120, renew=False):
         assert [x.purpose for x in list_locks(repo)] == ["backup"]
     assert list_locks(repo) == []
+
+
+def test_a_waiting_holder_is_told_once_and_gets_the_lock_once_it_is_released(repo: Repository) -> None:
+    holder = acquire(repo, "exclusive", "prune")
+    told: list[tuple[str, float]] = []
+    released = threading.Event()
+
+    def release_when_told() -> None:
+        while not told:  # the holder lets go only once the waiter has said it waits
+            released.wait(0.01)
+        holder.release()
+        released.set()
+
+    threading.Thread(target=release_when_told, daemon=True).start()
+    with shared_lock(repo, "backup", retry_for=300, renew=False, waiting=lambda *a: told.append(a)) as lease:
+        assert released.is_set()
+        assert [x.name for x in list_locks(repo)] == [lease.info.name]
+    assert told == [(f"exclusive lock {LOCKS}/{holder.info.name}: prune (pid {os.getpid()} on {holder.info.host}), "
+                     f"expires {holder.info.expires:%Y-%m-%dT%H:%M:%SZ}", 300)]
+    assert list_locks(repo) == []
+
+
+def test_a_wait_that_runs_out_names_the_holder_and_how_long_it_waited(repo: Repository) -> None:
+    holder = acquire(repo, "exclusive", "gc")
+    told: list[str] = []
+    with pytest.raises(LockedError) as refused:
+        acquire(repo, "shared", "backup", retry_for=0.5, waiting=lambda blocker, _: told.append(blocker))
+    message = str(refused.value)
+    assert f"gc (pid {os.getpid()}" in message and message.endswith("(still locked after waiting 0.5s)")
+    assert len(told) == 1 and refused.value.blocker == told[0]
+    assert [x.name for x in list_locks(repo)] == [holder.info.name]  # the waiter left nothing behind
+    holder.release()
+
+
+@pytest.mark.parametrize("text, seconds", [("0", 0), ("90", 90), ("90s", 90), ("10m", 600), ("1h30m", 5400),
+                                           ("1.5h", 5400), (" 2M ", 120), ("2.5", 2.5)])
+def test_wait_durations(text: str, seconds: float) -> None:
+    assert parse_wait(text) == seconds
+    assert parse_wait(format_wait(seconds)) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "5x", "1h1h", "-1", "m", "10 m", "1d"])
+def test_bad_wait_durations_are_one_line(text: str) -> None:
+    with pytest.raises(SnaptoolError, match=r"^--lock-wait .*: give seconds or a duration such as 90s, 10m, 1h30m$"):
+        parse_wait(text, "--lock-wait")
 
 
 def test_a_stale_lease_is_reported_not_obeyed_and_break_lock_clears_it(repo: Repository) -> None:
