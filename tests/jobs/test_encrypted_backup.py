@@ -266,6 +266,40 @@ def test_each_kms_key_opens_the_snapshot_alone(s3_env: str, monkeypatch: pytest.
     assert opened_with() == f"KMS key {west}"  # a copy holding only the other region's key
 
 
+
+@pytest.mark.parametrize("scheme", ["age", "passphrase", "kms"])
+def test_a_cross_region_copy_restores_and_drills(scheme: str, s3_bucket: str, request: pytest.FixtureRequest,
+                                                 identity: X25519Identity, monkeypatch: pytest.MonkeyPatch,
+                                                 tmp_path: Path) -> None:
+    """A snapshot copied to a bucket in another region opens there: for KMS with that region's key."""
+    import boto3
+
+    from snaptool.jobs.copy import copy_snapshot
+    from snaptool.storage.repository import S3Settings
+
+    encryption, keys, _ = scheme_setup(scheme, request, identity)
+    if scheme == "kms":
+        west = kms_key("eu-west-1")
+        encryption = EncryptionOptions("kms", kms_key_ids=(*encryption.kms_key_ids, west))
+    home = Repository.open(f"s3://{s3_bucket}/backups")
+    manifest = backup(str(SOURCE), home, BackupOptions(encryption=encryption))
+    far_bucket = s3_bucket[:50] + "-west"
+    boto3.client("s3", region_name="eu-west-1").create_bucket(
+        Bucket=far_bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    far = Repository.open(f"s3://{far_bucket}/copies", s3=S3Settings(region="eu-west-1"))
+    copy_snapshot(manifest.id, home, far)
+
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")  # restoring in the other region
+    copied = Catalog(far).resolve("latest")
+    assert copied.encryption == manifest.encryption
+    assert_nothing_readable(far, copied, key_names(SOURCE))
+    report = drill(copied.id, far, keys=keys)
+    assert report.ok, [c for c in report.checks if not c.ok]
+    restored = restore(copied.id, far, RestoreOptions(to_dir=str(tmp_path / "out"), keys=keys))
+    assert restored.validation.ok and Path(restored.files[0]).read_bytes() == SOURCE.read_bytes()
+    if scheme == "kms":
+        assert restored.decrypted_with == f"KMS key {west}"
+
 @pytest.mark.skipif(shutil.which("age") is None, reason="the age CLI is not installed (apt-get install age)")
 def test_stored_objects_open_with_the_age_cli(s3_env: str, identity: X25519Identity, tmp_path: Path) -> None:
     """age recipients and KMS snapshots both store standard age files (KMS: after key kms-identity)."""
