@@ -8,7 +8,8 @@
   through it in each direction and, for the first N requests matching a rule, answers 503
   SlowDown or 500 InternalError, drops the connection in the middle of the request body, or
   forwards the request and then drops the connection instead of answering, or flips one bit of the
-  request body on its way (a corruption in transit).
+  request body on its way (a corruption in transit). A request is recorded before its answer goes
+  out, so a test sees every request its client has been answered.
 """
 
 from __future__ import annotations
@@ -249,9 +250,9 @@ class FaultProxy:
             body = b"" if method == "HEAD" else (
                 f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message>'
                 f"<RequestId>fault</RequestId></Error>").encode()
+            self._record(Seen(method, split.path, split.query, status, 0, len(body), lower))
             sock.sendall(f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/xml\r\nContent-Length: "
                          f"{len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
-            self._record(Seen(method, split.path, split.query, status, 0, len(body), lower))
             return False
         if expect:
             sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -287,8 +288,8 @@ class FaultProxy:
             out.append(f"Content-Length: {len(data)}")
         close = lower.get("connection", "").lower() == "close"
         out.append("Connection: close" if close else "Connection: keep-alive")
-        sock.sendall(("\r\n".join(out) + "\r\n\r\n").encode("latin-1") + data)
         self._record(Seen(method, split.path, split.query, response.status, len(body), len(data), lower))
+        sock.sendall(("\r\n".join(out) + "\r\n\r\n").encode("latin-1") + data)
         return not close
 
 

@@ -1,7 +1,9 @@
-"""`copy`, `seed`, `check-bucket`: snapshots across buckets, regions and accounts, and ElastiCache."""
+"""`copy`, `seed` (also reached as `export ID --repo R --to s3://…`), `check-bucket`: snapshots across
+buckets, regions and accounts, and ElastiCache."""
 
 from __future__ import annotations
 
+import copy
 import shlex
 from typing import Any
 
@@ -16,6 +18,7 @@ from ..rdb.targets import parse_target
 from ..storage.repository import Repository, S3Settings
 from ..storage.s3 import CANNED_ACLS, split_s3_url
 from .output import emit_json, human_bytes
+from .rdb import export_command as file_export_command
 from .repo import decrypt_options, repo_options
 from .s3options import s3_write_options
 
@@ -151,6 +154,32 @@ def _seed_summary(plan: SeedPlan, request: dict[str, Any] | None) -> str:
             args += ["--engine", request["Engine"], "--engine-version", request["EngineVersion"]]
         lines.append(" ".join(shlex.quote(a) for a in args))
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- export → seed
+
+class ExportCommand(click.Command):
+    """``export``: ``export FILE`` writes an RDB file's keys as JSON lines or RESP; ``export ID --repo R
+    --to s3://…`` (the form the ElastiCache export is known by) runs ``seed``. The options decide:
+    the file form has neither ``--repo`` nor ``--to``."""
+
+    def __init__(self, file_export: click.Command, seed_command: click.Command) -> None:
+        super().__init__("export", help=file_export.help, short_help="Keys of an RDB file as JSON lines or RESP; "
+                         "with --repo and --to s3://…, a snapshot as ElastiCache seed objects.")
+        self.file_export = copy.copy(file_export)
+        self.file_export.epilog = ("A snapshot as ElastiCache seed objects: snaptool export ID --repo R "
+                                   "--to s3://bucket/prefix [--target T] [--shards N] [--grant-elasticache] "
+                                   "(the same as snaptool seed, see snaptool seed --help).")
+        self.seed_command = seed_command
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        wants_seed = any(a.split("=", 1)[0] in ("--to", "--repo") for a in args)
+        chosen = self.seed_command if wants_seed else self.file_export
+        return chosen.make_context(info_name, args, parent=parent, **extra)
+
+
+export_command = ExportCommand(file_export_command, seed_command)
 
 
 # --------------------------------------------------------------------------- check-bucket

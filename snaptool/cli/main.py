@@ -13,13 +13,13 @@ import click
 
 from ..errors import SnaptoolError
 from .engines import engines_command
-from .cloud import COMMANDS as CLOUD_COMMANDS
+from .cloud import COMMANDS as CLOUD_COMMANDS, export_command
 from .keys import COMMANDS as KEY_COMMANDS
 from .migrate import COMMANDS as MIGRATE_COMMANDS
 from .repo import COMMANDS as REPO_COMMANDS
 from .retention import COMMANDS as RETENTION_COMMANDS
 from .schedule import COMMANDS as SCHEDULE_COMMANDS
-from .rdb import convert_command, digest_command, export_command, inspect_command
+from .rdb import convert_command, digest_command, inspect_command
 from .shards import merge_command, reshard_command, split_command
 
 

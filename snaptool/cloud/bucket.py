@@ -2,21 +2,23 @@
 
 ElastiCache reaches the bucket in one of two documented ways: in regions launched before 2019 an
 ACL grant to its canonical user id; in opt-in regions a bucket policy naming the service principal
-``<region>.elasticache-snapshot.amazonaws.com``. The bucket must be in the snapshot's region and
-have a DNS-compliant name. :func:`check_bucket` lists every missing piece in one go, before any
-snapshot is started; :func:`grant_elasticache` adds the grant (keeping what is there).
+``<region>.elasticache-snapshot.amazonaws.com``. The bucket must be in the snapshot's region, have
+a DNS-compliant name and, for an export, belong to the cluster's account. :func:`check_bucket`
+lists every missing piece in one go, before any snapshot is started; :func:`grant_elasticache`
+adds the grant (keeping what is there).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from .elasticache import ElastiCacheError
-from ..storage.s3 import describe_error, error_code
+from ..storage.s3 import describe_error, error_code, is_boto_error
 
 #: ElastiCache's canonical user id for ACL grants (AWS commercial regions; GovCloud has its own).
 CANONICAL_ID = "540804c33a284a299d2547575ce1010f2312ef3da9b3a053c8bc45bf233e4353"
@@ -89,14 +91,8 @@ def bucket_region(s3: Any, bucket: str) -> str:
 
 def check_bucket(s3: Any, bucket: str, region: str, purpose: str = "export", keys: Iterable[str] = ()) -> BucketCheck:
     """Everything missing for ElastiCache in ``region`` to ``purpose`` with ``bucket`` (and ``keys``)."""
-    try:
+    with _s3_errors(bucket, "checking it for ElastiCache"):
         return _check(s3, bucket, region, purpose, list(keys))
-    except ElastiCacheError:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        if type(exc).__module__.startswith(("botocore", "urllib3")):
-            raise ElastiCacheError(f"s3://{bucket}: checking it for ElastiCache failed: {describe_error(exc)}") from None
-        raise
 
 
 def _check(s3: Any, bucket: str, region: str, purpose: str, keys: list[str]) -> BucketCheck:
@@ -113,6 +109,8 @@ def _check(s3: Any, bucket: str, region: str, purpose: str, keys: list[str]) -> 
         check.problems.append(f"the bucket is in {check.bucket_region}, ElastiCache works in {region}"
                               + (": export to a bucket in the snapshot's region, then `snaptool copy`"
                                  if purpose == "export" else ": seed from a bucket in the cluster's region"))
+    if purpose == "export":
+        check.problems.extend(_owner_problems(s3, bucket))
     if check.grant_via == "policy":
         missing = _policy_missing(s3, bucket, region, EXPORT_ACTIONS if purpose == "export" else SEED_ACTIONS)
         if missing:
@@ -126,8 +124,7 @@ def _check(s3: Any, bucket: str, region: str, purpose: str, keys: list[str]) -> 
         return check
     who = canonical_id(region)
     if purpose == "export":
-        have = _granted(s3.get_bucket_acl(Bucket=bucket).get("Grants", []), who)
-        missing = [p for p in EXPORT_PERMISSIONS if p not in have and "FULL_CONTROL" not in have]
+        missing = _missing(s3.get_bucket_acl(Bucket=bucket).get("Grants", []), who, EXPORT_PERMISSIONS)
         if missing:
             check.problems.append(f"the bucket ACL does not grant ElastiCache ({who[:12]}…) {', '.join(missing)}")
     for key in keys:
@@ -136,8 +133,7 @@ def _check(s3: Any, bucket: str, region: str, purpose: str, keys: list[str]) -> 
         except Exception as exc:  # noqa: BLE001
             check.problems.append(f"s3://{bucket}/{key}: {describe_error(exc)}")
             continue
-        have = _granted(grants, who)
-        if "READ" not in have and "FULL_CONTROL" not in have:
+        if _missing(grants, who, ("READ",)):
             check.problems.append(f"s3://{bucket}/{key} does not grant ElastiCache READ")
     return check
 
@@ -145,14 +141,8 @@ def _check(s3: Any, bucket: str, region: str, purpose: str, keys: list[str]) -> 
 def grant_elasticache(s3: Any, bucket: str, region: str, purpose: str = "export", keys: Iterable[str] = ()) -> str:
     """Give ElastiCache in ``region`` what it needs on ``bucket`` (and on ``keys`` for seeding),
     keeping the existing grants and statements; returns what was done."""
-    try:
+    with _s3_errors(bucket, "granting ElastiCache access"):
         return _grant(s3, bucket, region, purpose, list(keys))
-    except ElastiCacheError:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        if type(exc).__module__.startswith(("botocore", "urllib3")):
-            raise ElastiCacheError(f"s3://{bucket}: granting ElastiCache access failed: {describe_error(exc)}") from None
-        raise
 
 
 def _grant(s3: Any, bucket: str, region: str, purpose: str, keys: list[str]) -> str:
@@ -174,17 +164,43 @@ def _grant(s3: Any, bucket: str, region: str, purpose: str, keys: list[str]) -> 
 
 # --------------------------------------------------------------------------- internals
 
-def _granted(grants: list[dict[str, Any]], who: str) -> set[str]:
-    return {g.get("Permission", "") for g in grants if (g.get("Grantee") or {}).get("ID") == who}
+def _missing(grants: list[dict[str, Any]], who: str, permissions: Iterable[str]) -> list[str]:
+    """Which of ``permissions`` the ACL ``grants`` does not give ``who`` (FULL_CONTROL gives all)."""
+    have = {g.get("Permission", "") for g in grants if (g.get("Grantee") or {}).get("ID") == who}
+    return [] if "FULL_CONTROL" in have else [p for p in permissions if p not in have]
 
 
 def _with_grants(grants: list[dict[str, Any]], who: str, permissions: Iterable[str]) -> list[dict[str, Any]]:
-    out = list(grants)
-    have = _granted(grants, who)
-    for permission in permissions:
-        if permission not in have:
-            out.append({"Grantee": {"Type": "CanonicalUser", "ID": who}, "Permission": permission})
-    return out
+    return list(grants) + [{"Grantee": {"Type": "CanonicalUser", "ID": who}, "Permission": p}
+                           for p in _missing(grants, who, permissions)]
+
+
+def _owner_problems(s3: Any, bucket: str) -> list[str]:
+    """ElastiCache exports only into a bucket of the cluster's own account: the bucket must be one of
+    the caller's (ListBuckets). Without s3:ListAllMyBuckets nothing is said."""
+    try:
+        names = {b.get("Name") for b in s3.list_buckets(Prefix=bucket).get("Buckets", [])}
+    except Exception as exc:  # noqa: BLE001
+        if is_boto_error(exc):
+            return []
+        raise
+    if bucket in names:
+        return []
+    return ["the bucket belongs to another account, and ElastiCache exports only into a bucket of the "
+            "cluster's account: export into one of its buckets, then `snaptool copy`"]
+
+
+@contextlib.contextmanager
+def _s3_errors(bucket: str, doing: str) -> Iterator[None]:
+    """An S3 call that fails becomes one line naming the bucket and what was being done."""
+    try:
+        yield
+    except ElastiCacheError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - botocore raises many unrelated types
+        if is_boto_error(exc):
+            raise ElastiCacheError(f"s3://{bucket}: {doing} failed: {describe_error(exc)}") from None
+        raise
 
 
 _HEADER = {"FULL_CONTROL": "GrantFullControl", "READ": "GrantRead", "WRITE": "GrantWrite",

@@ -109,7 +109,8 @@ def _elasticache(source: str, repo: Repository, options: BackupOptions,
     if not options.export_bucket:
         raise SnaptoolError("elasticache:// needs --export-bucket (a bucket in the cluster's region)")
     settings = ElastiCacheBackupOptions(
-        export_bucket=options.export_bucket, kind=options.kind, tags=options.tags, keep_source=options.keep_source,
+        export_bucket=options.export_bucket, kind=options.kind, tags=options.tags, pinned=options.pinned,
+        keep_source=options.keep_source,
         keep_export=options.keep_export, grant=options.grant_elasticache, digest=options.digest,
         encryption=options.encryption, poll_seconds=options.poll_seconds,
         aws=options.source_s3 or repo.s3)

@@ -41,6 +41,7 @@ class ElastiCacheBackupOptions:
     export_bucket: str  # "bucket" or "s3://bucket", in the cluster's region
     kind: str = "manual"
     tags: tuple[str, ...] = ()
+    pinned: bool = False  # never removed by retention
     keep_source: bool = False  # keep the manual ElastiCache snapshot
     keep_export: bool = False  # keep the exported .rdb objects in the export bucket
     grant: bool = False  # add the grant ElastiCache needs to the export bucket first
@@ -71,7 +72,7 @@ def elasticache_backup(url: str, repo: Repository, options: ElastiCacheBackupOpt
         options.encryption.check()  # bad keys fail before any snapshot is taken
     started = time.monotonic()
     source = parse_elasticache_url(url)
-    aws = options.aws or S3Settings()
+    aws = (options.aws or S3Settings()).connection()  # the export bucket is not the repository's
     region = source.region or aws.resolved_region()
     if not region:
         raise ElastiCacheError(f"{url}: say which region (elasticache://{source.id}?region=R, or AWS_REGION)")
@@ -110,7 +111,8 @@ def elasticache_backup(url: str, repo: Repository, options: ElastiCacheBackupOpt
                                     "node_type": snapshot.get("CacheNodeType"),
                                     "export": f"s3://{bucket}/{name}-*.rdb",
                                     "kept": options.keep_source}},
-            files=files, tags=list(options.tags), encryption=sealer.record if sealer is not None else None)
+            files=files, tags=list(options.tags), encryption=sealer.record if sealer is not None else None,
+            pinned=options.pinned)
         manifest.seconds = round(time.monotonic() - started, 3)
         Catalog(repo).commit(manifest)
     except BaseException:

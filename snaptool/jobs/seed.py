@@ -170,7 +170,7 @@ def seed(spec: str, repo: Repository, options: SeedOptions) -> SeedPlan:
         if several:
             raise SeedError(f"shard {several[0]} owns several slot ranges, and NodeGroupConfiguration takes one "
                             "range per shard: re-split with --shards N")
-    aws = (options.aws or S3Settings()).replace(sse="AES256", sse_kms_key_id=None, storage_class=None)
+    aws = (options.aws or S3Settings()).connection().replace(sse="AES256")  # nothing of the repository's bucket
     s3 = aws.client("s3")
     region = options.region or aws.resolved_region() or "us-east-1"
     plan = SeedPlan(manifest.id, bucket, region, out_version, options.engine_version)

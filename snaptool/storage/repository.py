@@ -21,7 +21,7 @@ import fsspec
 
 from .errors import RepositoryError
 from .s3 import S3Settings
-from .s3upload import ObjectInfo, S3Upload, head_object
+from .s3upload import MAX_PARTS, ObjectInfo, S3Upload, head_object
 
 __all__ = ["DEFAULT_LOCAL", "DEFAULT_PART_SIZE", "MAX_PARTS", "REPO_ENV", "ObjectInfo", "Repository",
            "RepositoryError", "S3Settings", "part_size_for"]
@@ -30,7 +30,6 @@ DEFAULT_LOCAL = "./snaptool-repo"
 REPO_ENV = "SNAPTOOL_REPO"
 #: Large enough that 10,000 parts cover 80 GiB; bigger files raise the part size (see part_size_for).
 DEFAULT_PART_SIZE = 8 << 20
-MAX_PARTS = 10_000
 TEMP_MARK = ".part-"
 
 

@@ -85,6 +85,12 @@ class S3Settings:
     def replace(self, **changes: Any) -> S3Settings:
         return dataclasses.replace(self, **changes)
 
+    def connection(self) -> S3Settings:
+        """The same credentials, region, endpoint, retries and checks without the settings of one
+        bucket's objects (encryption, class, lock, ACL, expected owner): for reaching another bucket."""
+        return self.replace(sse=None, sse_kms_key_id=None, storage_class=None, object_lock_mode=None,
+                            object_lock_retain_until=None, acl=None, expected_bucket_owner=None)
+
     # ------------------------------------------------------------------ resolution
     def resolved_region(self) -> str | None:
         return self.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")

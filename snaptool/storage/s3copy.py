@@ -15,12 +15,11 @@ from typing import Any
 
 from .errors import RepositoryError
 from .s3 import error_code, hex_to_b64
-from .s3upload import head_object, read_sha256, s3_call
+from .s3upload import MAX_PARTS, head_object, read_sha256, s3_call
 
 #: CopyObject's own limit; bigger objects must be copied in parts.
 COPY_OBJECT_LIMIT = 5 << 30
 DEFAULT_COPY_PART = 512 << 20
-_MAX_PARTS = 10_000
 
 
 @dataclass
@@ -85,7 +84,7 @@ def server_copy(client: Any, source: tuple[str, str], dest: tuple[str, str], *, 
 def _part_copy(client: Any, copy_source: dict[str, str], dest: tuple[str, str], size: int,
                write_args: dict[str, Any], owner_args: dict[str, Any], source_args: dict[str, Any], where: str,
                part_size: int, workers: int) -> None:
-    part_size = max(part_size, -(-size // _MAX_PARTS))
+    part_size = max(part_size, -(-size // MAX_PARTS))
     ranges = [(start, min(start + part_size, size) - 1) for start in range(0, size, part_size)]
     upload_id = s3_call(where, client.create_multipart_upload, Bucket=dest[0], Key=dest[1],
                         ChecksumAlgorithm="SHA256", **write_args)["UploadId"]

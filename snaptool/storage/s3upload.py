@@ -1,12 +1,13 @@
 """Upload one S3 object as a write-only file: it appears complete and verified, or not at all.
 
 Bytes are buffered up to one part; the first full part starts a multipart upload, a smaller total
-goes up in one PutObject. Every request carries the part's SHA-256 (an S3 additional checksum), so
-S3 refuses a part damaged on the way. After completion the object is checked: its size, and the
-SHA-256 checksum S3 keeps for it (the whole-object digest for a single PUT, the digest of the part
-digests for a multipart upload) against the same digest computed here from the bytes sent. A store
-that keeps no checksum is re-read and hashed instead; ``verify="reread"`` always re-reads. A failed
-upload is aborted; an object that fails the check is deleted.
+goes up in one PutObject; parts grow near S3's 10,000-part limit (:func:`part_size_at`). Every
+request carries the part's SHA-256 (an S3 additional checksum), so S3 refuses a part damaged on
+the way. After completion the object is checked: its size, and the SHA-256 checksum S3 keeps for
+it (the whole-object digest for a single PUT, the digest of the part digests for a multipart
+upload) against the same digest computed here from the bytes sent. A store that keeps no checksum
+is re-read and hashed instead; ``verify="reread"`` always re-reads. A failed upload is aborted; an
+object that fails the check is deleted.
 """
 
 from __future__ import annotations
@@ -19,6 +20,24 @@ from .errors import RepositoryError
 from .s3 import b64, describe_error, error_code, hex_to_b64
 
 _READ_CHUNK = 8 << 20
+#: S3's limits: parts in one upload, bytes in one part.
+MAX_PARTS = 10_000
+MAX_PART_SIZE = 5 << 30
+#: From this part on the part size doubles every _GROW_EVERY parts.
+_GROW_FROM, _GROW_EVERY = 8_000, 200
+
+
+def part_size_at(number: int, base: int) -> int:
+    """The size of part ``number`` (from 1) of an upload that starts with ``base``-byte parts.
+
+    The part size comes from the expected size, which can be low (a stream of unknown length, a
+    server that grew while it was read). Rather than fail at part 10,001, the last 2,000 parts
+    double in size every 200 parts (at most 5 GiB each): with 8 MiB parts an upload still ends
+    within 10,000 parts up to 2.5 TiB, and parts stay at 8 MiB up to 62.5 GiB.
+    """
+    if number <= _GROW_FROM:
+        return min(base, MAX_PART_SIZE)
+    return min(base << (1 + (number - _GROW_FROM - 1) // _GROW_EVERY), MAX_PART_SIZE)
 
 
 @dataclass
@@ -140,9 +159,9 @@ class S3Upload:
         self._sha.update(data)
         self.size += n
         self._buf += data
-        while len(self._buf) >= self.part_size:
-            part = bytes(self._buf[:self.part_size])
-            del self._buf[:self.part_size]
+        while len(self._buf) >= (size := part_size_at(len(self._parts) + 1, self.part_size)):
+            part = bytes(self._buf[:size])
+            del self._buf[:size]
             self._upload_part(part)
         return n
 

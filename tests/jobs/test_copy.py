@@ -174,6 +174,32 @@ def test_part_copies_above_the_threshold(proxy: FaultProxy, tmp_path: Path) -> N
     assert again.manifest == "already there" and again.files[0].action == "already there"
 
 
+def test_throttled_and_failing_copies_inside_s3_are_retried(proxy: FaultProxy, tmp_path: Path) -> None:
+    source = Repository.open(f"s3://{_bucket('src')}/redis")
+    dest = Repository.open(f"s3://{_bucket('dst', 'eu-west-1')}/redis", s3=S3Settings(region="eu-west-1"))
+    sharded = sharded_snapshot(source, tmp_path)
+    proxy.clear()
+    proxy.fail("503", lambda r: r.is_copy, times=3)  # SlowDown on CopyObject
+    proxy.fail("500", lambda r: r.is_copy and r.path.endswith(sharded.files[2].name), times=1)
+    report = copy_snapshot(sharded.id, source, dest)
+    assert proxy.faults_left() == 0 and {f.action for f in report.files} == {"server-copy"}
+    statuses = [s.status for s in proxy.traffic.seen if s.method == "PUT"]
+    assert statuses.count(503) == 3 and statuses.count(500) == 1
+    single = backup(str(SAMPLE), source)
+    proxy.clear()
+    proxy.fail("503", lambda r: r.is_part_copy and r.query["partNumber"] == ["2"], times=2)
+    proxy.fail("500", lambda r: r.is_complete, times=1)
+    proxy.fail("503", lambda r: r.method == "POST" and "uploads" in r.query, times=1)
+    report = copy_snapshot(single.id, source, dest, CopyOptions(multipart_threshold=20 << 10, part_size=16 << 10))
+    assert proxy.faults_left() == 0 and report.files[0].action == "server-part-copy"
+    bucket = dest.bucket_key("x")[0]
+    assert boto3.client("s3").list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []  # none left open
+    for manifest in (sharded, single):
+        assert Catalog(dest).resolve(manifest.id) == manifest
+        result = drill(manifest.id, dest)
+        assert result.ok, [c for c in result.checks if not c.ok]
+
+
 def test_an_interrupted_copy_resumes_and_skips_finished_files(proxy: FaultProxy, tmp_path: Path) -> None:
     source = Repository.open(f"s3://{_bucket('src')}/redis")
     dest = Repository.open(f"s3://{_bucket('dst', 'eu-west-1')}/redis", s3=S3Settings(region="eu-west-1",

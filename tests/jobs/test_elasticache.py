@@ -253,7 +253,7 @@ def test_export_backup_drill_and_seed_of_a_cluster(s3_env: str, cluster: LocalCl
     repo = Repository.open(f"s3://{home}/redis")
     lines: list[str] = []
     options = ElastiCacheBackupOptions(export_bucket=export, grant=True, poll_seconds=0, sleep=_no_wait,
-                                       tags=("nightly",), echo=lines.append, api=fake)
+                                       tags=("nightly",), pinned=True, echo=lines.append, api=fake)
     manifest = elasticache_backup("elasticache://orders?region=us-east-1", repo, options)
     assert fake.calls == ["DescribeReplicationGroups", "CreateSnapshot", "DescribeSnapshots", "DescribeSnapshots",
                           "CopySnapshot", "DescribeSnapshots", "DescribeSnapshots", "DescribeSnapshots",
@@ -262,6 +262,7 @@ def test_export_backup_drill_and_seed_of_a_cluster(s3_env: str, cluster: LocalCl
     assert boto3.client("s3").list_objects_v2(Bucket=export).get("KeyCount") == 0  # and the export
     assert manifest.source["type"] == "elasticache" and manifest.source["engine"] == "redis-7.0.15"
     assert manifest.tags == ["nightly"] and manifest.source["elasticache"]["snapshot"].startswith("snaptool-")
+    assert Catalog(repo).resolve(manifest.id).pinned  # as stored: kept by every prune
     assert [f.slots for f in manifest.files] == [[list(r) for r in s.ranges] for s in cluster.layout.shards]
     saved = fake.saved[manifest.source["elasticache"]["snapshot"]]
     assert [f.sha256 for f in manifest.files] == [hashlib.sha256(p.read_bytes()).hexdigest() for p in saved]
@@ -369,3 +370,57 @@ def test_an_encrypted_snapshot_is_seeded_as_plain_rdb_under_sse_s3(s3_env: str, 
     assert head["ServerSideEncryption"] == "AES256" and "SSEKMSKeyId" not in head
     body = s3.get_object(Bucket=bucket, Key=item.key)["Body"].read()
     assert body == (FIXTURES / "valkey-8.1.rdb").read_bytes() and plan.problems == []
+
+
+def test_a_seed_takes_none_of_the_repository_bucket_settings(s3_env: str, tmp_path: Path) -> None:
+    """Object lock, storage class, SSE-KMS and a canned ACL belong to the repository's bucket: the seed
+    objects are plain SSE-S3 objects in another bucket, deletable once the cluster is created."""
+    from datetime import datetime, timedelta, timezone
+
+    from snaptool.storage.catalog import file_path
+    from snaptool.storage.repository import S3Settings
+
+    s3 = boto3.client("s3")
+    locked = f"ec-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=locked, ObjectLockEnabledForBucket=True)
+    until = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=2)
+    repo = Repository.open(f"s3://{locked}/r", s3=S3Settings(
+        object_lock_mode="GOVERNANCE", object_lock_retain_until=until, storage_class="STANDARD_IA", sse="aws:kms",
+        acl="bucket-owner-full-control"))
+    manifest = backup(str(FIXTURES / "valkey-8.1.rdb"), repo)
+    stored = s3.head_object(Bucket=locked, Key=f"r/{file_path(manifest.id, manifest.files[0].name)}")
+    assert stored["ObjectLockMode"] == "GOVERNANCE" and stored["StorageClass"] == "STANDARD_IA"
+    seeds = _bucket()  # no object lock here
+    plan = seed(manifest.id, repo, SeedOptions(to=f"s3://{seeds}/s", aws=repo.s3))
+    (item,) = plan.objects
+    head = s3.head_object(Bucket=seeds, Key=item.key)
+    assert head["ServerSideEncryption"] == "AES256" and "SSEKMSKeyId" not in head
+    assert "StorageClass" not in head and "ObjectLockMode" not in head  # STANDARD, unlocked
+    s3.delete_object(Bucket=seeds, Key=item.key)  # the staging copy goes once the cluster exists
+    assert s3.list_objects_v2(Bucket=seeds).get("KeyCount") == 0
+
+
+def test_export_to_s3_is_the_seed(s3_env: str, tmp_path: Path, capsys: pytest.CaptureFixture,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """``export ID --repo R --to s3://…`` seeds; ``export FILE`` still writes keys."""
+    from snaptool.cli.cloud import export_command
+    from snaptool.cli.main import cli, main
+
+    monkeypatch.setitem(cli.commands, "export", export_command)  # as main.py registers it
+    repo = str(tmp_path / "repo")
+    manifest = backup(str(FIXTURES / "valkey-8.1.rdb"), Repository.open(repo))
+    bucket = _bucket()
+    assert main(["export", "latest", "--repo", repo, "--to", f"s3://{bucket}/seed", "--engine-version", "redis-7.1",
+                 "--target", "redis-7.0", "--grant-elasticache", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    key = f"seed/{manifest.id}.rdb"
+    assert plan["rdb_version"] == 10 and plan["SnapshotArns"] == [f"arn:aws:s3:::{bucket}/{key}"]
+    assert boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()[:9] == b"REDIS0010"
+    out = tmp_path / "keys.jsonl"
+    assert main(["export", str(FIXTURES / "valkey-8.1.rdb"), "-o", str(out)]) == 0
+    assert len(out.read_text().splitlines()) == manifest.keys
+    assert main(["export", "latest", "--repo", repo]) == 2  # a seed without its destination
+    assert "Missing option '--to'" in capsys.readouterr().err
+    assert main(["export", "latest", "--repo", repo, "--to", f"s3://{bucket}/x", "--engine-version", "redis-7.1"]) == 1
+    assert capsys.readouterr().err.strip() == ("snaptool: error: the snapshot is RDB 11, but ElastiCache redis-7.1 "
+                                               "loads RDB 10 at most: use --target redis-7.0")

@@ -14,6 +14,8 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
+from s3_support import FaultProxy
+
 from snaptool.cloud.elasticache import Boto3ElastiCache, ElastiCacheError
 from snaptool.crypto import DecryptionKeys, EncryptionOptions
 from snaptool.jobs.drill import drill
@@ -22,7 +24,7 @@ from snaptool.jobs.seed import SeedObject, SeedPlan
 from snaptool.jobs.split import split
 from snaptool.rdb.slots import SlotLayout
 from snaptool.storage.catalog import Catalog
-from snaptool.storage.repository import Repository
+from snaptool.storage.repository import Repository, S3Settings
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 REGION = "us-east-1"
@@ -51,12 +53,12 @@ def _bucket() -> str:
     return name
 
 
-def test_the_backup_call_sequence_matches_the_service_model(stubbed, tmp_path: Path) -> None:
-    client, stub = stubbed
+def _stub_backup(client: Any, stub: Stubber, tmp_path: Path, export: str) -> tuple[SlotLayout, Any, dict[str, str]]:
+    """The whole call sequence of a backup of a 3-shard group; CopySnapshot writes the shard files
+    into ``export`` as ElastiCache does. Returns the layout, the split shards and CopySnapshot's parameters."""
     layout = SlotLayout.even(3)
     shards = split([str(FIXTURES / "valkey-8.1.rdb")], tmp_path / "shards", layout, db_map={1: 0, 5: 0},
                    on_duplicate="first")
-    export, home = _bucket(), _bucket()
     seen: dict[str, str] = {}
 
     def export_files(params: dict[str, Any], **_: Any) -> None:
@@ -87,6 +89,13 @@ def test_the_backup_call_sequence_matches_the_service_model(stubbed, tmp_path: P
     stub.add_response("describe_snapshots", {"Snapshots": [_snapshot("x", "exporting")]}, describe)
     stub.add_response("describe_snapshots", {"Snapshots": [_snapshot("x", "available", nodes)]}, describe)
     stub.add_response("delete_snapshot", {"Snapshot": _snapshot("x", "deleting")}, {"SnapshotName": name})
+    return layout, shards, seen
+
+
+def test_the_backup_call_sequence_matches_the_service_model(stubbed, tmp_path: Path) -> None:
+    client, stub = stubbed
+    export, home = _bucket(), _bucket()
+    layout, shards, seen = _stub_backup(client, stub, tmp_path, export)
     repo = Repository.open(f"s3://{home}/r")
     secret = b"elasticache backup passphrase"
     options = ElastiCacheBackupOptions(export_bucket=export, grant=True, api=Boto3ElastiCache(client),
@@ -104,6 +113,31 @@ def test_the_backup_call_sequence_matches_the_service_model(stubbed, tmp_path: P
     assert manifest.encryption and all(f.name.endswith(".rdb.age") and f.stored_sha256 for f in manifest.files)
     result = drill(manifest.id, repo, keys=DecryptionKeys(passphrase=secret))  # a local 3-node cluster
     assert result.ok, [c for c in result.checks if not c.ok]
+
+
+def test_the_export_bucket_gets_none_of_the_repository_bucket_settings(stubbed, s3_env: str, tmp_path: Path) -> None:
+    """The repository's settings (here another account's bucket, SSE-KMS) name its own bucket: the
+    export bucket is read and cleaned with the same credentials only."""
+    client, stub = stubbed
+    export, home = _bucket(), _bucket()
+    _stub_backup(client, stub, tmp_path, export)
+    proxy = FaultProxy(s3_env)
+    try:
+        settings = S3Settings(endpoint_url=proxy.url, expected_bucket_owner="123456789012", sse="aws:kms")
+        repo = Repository.open(f"s3://{home}/r", s3=settings)
+        options = ElastiCacheBackupOptions(export_bucket=export, grant=True, api=Boto3ElastiCache(client),
+                                           poll_seconds=0, sleep=lambda s: None, aws=settings)
+        with stub:
+            manifest = elasticache_backup(f"elasticache://{GROUP}?region={REGION}", repo, options)
+        assert Catalog(repo).resolve("latest").id == manifest.id
+    finally:
+        proxy.close()
+    to_export = [s for s in proxy.traffic.seen if s.path.startswith(f"/{export}")]
+    to_home = [s for s in proxy.traffic.seen if s.path.startswith(f"/{home}") and s.method == "PUT"]
+    assert {s.method for s in to_export} >= {"GET", "POST"}  # read, then the exported objects deleted
+    assert not [s for s in to_export if "x-amz-expected-bucket-owner" in s.headers or
+                "x-amz-server-side-encryption" in s.headers]
+    assert to_home and all(s.headers["x-amz-expected-bucket-owner"] == "123456789012" for s in to_home)
 
 
 def test_a_refused_export_still_deletes_the_snapshot(stubbed, tmp_path: Path) -> None:

@@ -84,6 +84,47 @@ def test_object_lock_protects_what_was_written(bucket: str) -> None:
     assert f"s3://{bucket}/m.json" in str(info.value) and "\n" not in str(info.value)
 
 
+def test_object_lock_and_storage_class_reach_every_write_request(endpoint: str, monkeypatch: pytest.MonkeyPatch,
+                                                                 tmp_path: Path) -> None:
+    """The lock S3 stored for a single PUT; moto keeps none for a multipart upload, so there the
+    CreateMultipartUpload request is read at a proxy. Copies inside S3 (CopyObject, and a part copy's
+    CreateMultipartUpload) carry the storage class too."""
+    from snaptool.storage.s3copy import server_copy
+
+    aws_environment(monkeypatch, endpoint, tmp_path)
+    s3 = boto3.client("s3")
+    locked, plain = f"locked-{uuid.uuid4().hex[:10]}", f"plain-{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=locked, ObjectLockEnabledForBucket=True)
+    s3.create_bucket(Bucket=plain)
+    until = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=3)
+    proxy = FaultProxy(endpoint)
+    try:
+        settings = S3Settings(endpoint_url=proxy.url, object_lock_mode="GOVERNANCE", object_lock_retain_until=until,
+                              storage_class="STANDARD_IA", part_size=16 << 10)
+        repo = Repository.open(f"s3://{locked}", s3=settings)
+        small, big = b"x" * 100, os.urandom(50_000)
+        repo.write_bytes("small", small)
+        repo.write_bytes("big", big)
+        creates = [s for s in proxy.traffic.seen if s.method == "POST" and s.query == "uploads"]
+        copying = S3Settings(endpoint_url=proxy.url, storage_class="ONEZONE_IA")
+        for key, data in (("small", small), ("big", big)):
+            server_copy(repo.client, (locked, key), (plain, key), size=len(data),
+                        sha256=hashlib.sha256(data).hexdigest(), write_args=copying.write_args(),
+                        owner_args=copying.owner_args(), where=key, threshold=1000, part_size=16 << 10)
+    finally:
+        proxy.close()
+    stored = _head(locked, "small")
+    assert (stored["ObjectLockMode"], stored["ObjectLockRetainUntilDate"]) == ("GOVERNANCE", until)
+    (create,) = creates  # the multipart upload of "big"
+    assert create.headers["x-amz-object-lock-mode"] == "GOVERNANCE"
+    sent = create.headers["x-amz-object-lock-retain-until-date"].replace("Z", "+00:00")
+    assert datetime.fromisoformat(sent) == until and create.headers["x-amz-storage-class"] == "STANDARD_IA"
+    for bucket, storage_class in ((locked, "STANDARD_IA"), (plain, "ONEZONE_IA")):
+        for key in ("small", "big"):
+            assert _head(bucket, key)["StorageClass"] == storage_class
+    assert _head(plain, "big")["ETag"].strip('"').endswith("-4")  # the part copy
+
+
 def test_canned_acl_and_expected_owner_are_sent(bucket: str, endpoint: str) -> None:
     proxy = FaultProxy(endpoint)
     try:
