@@ -213,4 +213,4 @@ def check_bucket_command(bucket: str, region: str, purpose: str, grant_elasticac
     click.echo(check.summary())
 
 
-COMMANDS = (copy_command, seed_command, check_bucket_command)
+COMMANDS = (copy_command, seed_command, check_bucket_command, export_command)

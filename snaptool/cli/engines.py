@@ -25,3 +25,6 @@ def engines_command(as_json: bool) -> None:
         raise SystemExit(1)
     for e in engines:
         click.echo(f"{e.name:<16} loads RDB ≤ {e.max_rdb_version:<3} {e.source:<16} {e.binary}")
+
+
+COMMANDS = (engines_command,)

@@ -7,33 +7,44 @@ differences.
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
 
 from ..errors import SnaptoolError
-from .engines import engines_command
-from .cloud import COMMANDS as CLOUD_COMMANDS, export_command
-from .keys import COMMANDS as KEY_COMMANDS
-from .migrate import COMMANDS as MIGRATE_COMMANDS
-from .repo import COMMANDS as REPO_COMMANDS
-from .retention import COMMANDS as RETENTION_COMMANDS
-from .schedule import COMMANDS as SCHEDULE_COMMANDS
-from .rdb import convert_command, digest_command, inspect_command
-from .shards import merge_command, reshard_command, split_command
+
+#: command -> the module under snaptool/cli that defines it (in its COMMANDS). A command's module,
+#: and the jobs it needs, are imported only when that command runs: a cron job's `snaptool backup`
+#: does not pay for boto3, the scheduler or the memcached migration.
+LAZY_COMMANDS = {
+    "inspect": "rdb", "convert": "rdb", "digest": "rdb", "export": "cloud",
+    "split": "shards", "reshard": "shards", "merge": "shards", "engines": "engines",
+    "backup": "repo", "restore": "repo", "drill": "repo", "show": "repo", "forget": "repo", "gc": "repo",
+    "snapshots": "retention", "prune": "retention", "locks": "retention",
+    "copy": "cloud", "seed": "cloud", "check-bucket": "cloud",
+    "key": "keys", "schedule": "schedule", "migrate": "migrate",
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    """The top-level group, importing a command's module when the command is looked up."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(LAZY_COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        module = LAZY_COMMANDS.get(name)
+        if module is None:
+            return None
+        commands = importlib.import_module(f"{__package__}.{module}").COMMANDS
+        return next(c for c in commands if c.name == name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="snaptool")
 def cli() -> None:
     """Back up, restore, reshard and migrate Redis and Valkey data through RDB snapshots."""
-
-
-for command in (inspect_command, export_command, convert_command, digest_command, split_command,
-                reshard_command, merge_command, engines_command, *REPO_COMMANDS,
-                *RETENTION_COMMANDS, *CLOUD_COMMANDS, *KEY_COMMANDS,
-                *SCHEDULE_COMMANDS, *MIGRATE_COMMANDS):
-    cli.add_command(command)
 
 
 def main(argv: list[str] | None = None) -> int:

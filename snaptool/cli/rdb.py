@@ -199,3 +199,6 @@ def digest_command(file: str, engine: str | None, at_ms: int | None, as_json: bo
         notes.append(f"{report.modules:,} module values digested by type only")
     if notes:
         click.echo(f"snaptool: {report.engine}, {report.keys:,} keys; " + "; ".join(notes), err=True)
+
+
+COMMANDS = (inspect_command, convert_command, digest_command)  # export: see cli/cloud.py

@@ -385,5 +385,5 @@ def gc_command(repo: Repository, really: bool, min_age: float, as_json: bool) ->
         click.echo("nothing to clean up")
 
 
-COMMANDS = (backup_command, restore_command, drill_command, snapshots_command, show_command, forget_command,
-            gc_command)
+# `snapshots` is listed by cli/retention.py, which adds its relabelling subcommands
+COMMANDS = (backup_command, restore_command, drill_command, show_command, forget_command, gc_command)

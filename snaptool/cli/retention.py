@@ -202,4 +202,4 @@ def locks_command(repo: Repository, break_stale: bool, as_json: bool) -> None:
 for _relabel in (promote_command, pin_command, unpin_command):
     snapshots_command.add_command(_relabel)
 
-COMMANDS = (prune_command, locks_command)
+COMMANDS = (prune_command, locks_command, snapshots_command)

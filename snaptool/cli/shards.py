@@ -153,3 +153,4 @@ def merge_command(inputs: tuple[str, ...], output: str, on_duplicate: str, targe
     _finish(validation, asdict(report), as_json)
 
 
+COMMANDS = (split_command, reshard_command, merge_command)

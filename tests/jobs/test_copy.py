@@ -277,12 +277,8 @@ def test_a_different_snapshot_under_the_same_id_is_refused(proxy: FaultProxy, tm
 
 
 def _cli(*args: str) -> int:
-    """The command line in this process (the commands registered as main.py will have them)."""
-    from snaptool.cli.cloud import COMMANDS
-    from snaptool.cli.main import cli, main
-    for command in COMMANDS:
-        if command.name not in cli.commands:
-            cli.add_command(command)
+    """The command line, in this process."""
+    from snaptool.cli.main import main
     return main(list(args))
 
 

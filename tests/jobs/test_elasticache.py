@@ -320,12 +320,8 @@ def test_seed_of_a_standalone_snapshot(s3_env: str, tmp_path: Path) -> None:
 
 
 def _cli(*args: str) -> int:
-    """The command line in this process (the commands registered as main.py will have them)."""
-    from snaptool.cli.cloud import COMMANDS
-    from snaptool.cli.main import cli, main
-    for command in COMMANDS:
-        if command.name not in cli.commands:
-            cli.add_command(command)
+    """The command line, in this process."""
+    from snaptool.cli.main import main
     return main(list(args))
 
 
@@ -400,13 +396,10 @@ def test_a_seed_takes_none_of_the_repository_bucket_settings(s3_env: str, tmp_pa
     assert s3.list_objects_v2(Bucket=seeds).get("KeyCount") == 0
 
 
-def test_export_to_s3_is_the_seed(s3_env: str, tmp_path: Path, capsys: pytest.CaptureFixture,
-                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_export_to_s3_is_the_seed(s3_env: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """``export ID --repo R --to s3://…`` seeds; ``export FILE`` still writes keys."""
-    from snaptool.cli.cloud import export_command
-    from snaptool.cli.main import cli, main
+    from snaptool.cli.main import main
 
-    monkeypatch.setitem(cli.commands, "export", export_command)  # as main.py registers it
     repo = str(tmp_path / "repo")
     manifest = backup(str(FIXTURES / "valkey-8.1.rdb"), Repository.open(repo))
     bucket = _bucket()

@@ -322,20 +322,16 @@ def test_stored_objects_open_with_the_age_cli(s3_env: str, identity: X25519Ident
 
 # --------------------------------------------------------------------------- the command line
 
-_RUN_WITH_KEY_COMMANDS = """
+_RUN_SNAPTOOL = """
 import sys
-from snaptool.cli.main import cli, main
-from snaptool.cli.keys import COMMANDS
-for command in COMMANDS:
-    if command.name not in cli.commands:
-        cli.add_command(command)
+from snaptool.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     """The snaptool command line in a real process (with `key` registered even before main.py lists it)."""
-    return subprocess.run([sys.executable, "-c", _RUN_WITH_KEY_COMMANDS, *args], capture_output=True, timeout=300)
+    return subprocess.run([sys.executable, "-c", _RUN_SNAPTOOL, *args], capture_output=True, timeout=300)
 
 
 def one_line_error(result: subprocess.CompletedProcess, code: int, *fragments: str) -> str:

@@ -391,8 +391,7 @@ def test_a_snapshot_that_cannot_be_deleted_is_reported_and_the_rest_go_on(tmp_pa
 # --------------------------------------------------------------------------- the commands
 
 # Registers the commands as snaptool.cli.main does once it lists them, then runs main() for real.
-_MAIN = ("import sys; from snaptool.cli.main import cli, main; from snaptool.cli.retention import COMMANDS; "
-         "[cli.add_command(c) for c in COMMANDS if c.name not in cli.commands]; sys.exit(main(sys.argv[1:]))")
+_MAIN = "import sys; from snaptool.cli.main import main; sys.exit(main(sys.argv[1:]))"
 
 
 def snaptool(*args: str) -> subprocess.CompletedProcess:
