@@ -267,6 +267,27 @@ def test_each_kms_key_opens_the_snapshot_alone(s3_env: str, monkeypatch: pytest.
 
 
 
+@pytest.mark.parametrize("sse", ["AES256", "aws:kms"])
+def test_client_side_encryption_under_sse(sse: str, s3_bucket: str, identity: X25519Identity,
+                                          tmp_path: Path) -> None:
+    """SSE on top of age: S3 stores the age file encrypted again, and it restores as before."""
+    import boto3
+
+    from snaptool.storage.repository import S3Settings
+
+    sse_key = kms_key("us-east-1") if sse == "aws:kms" else None
+    repo = Repository.open(f"s3://{s3_bucket}/backups", s3=S3Settings(sse=sse, sse_kms_key_id=sse_key))
+    manifest = backup(str(SOURCE), repo, BackupOptions(
+        encryption=EncryptionOptions("age", recipients=(str(identity.recipient),))))
+    stored = f"backups/{file_path(manifest.id, manifest.files[0].name)}"
+    head = boto3.client("s3").head_object(Bucket=s3_bucket, Key=stored)
+    assert head["ServerSideEncryption"] == sse and head.get("SSEKMSKeyId") == sse_key
+    assert_nothing_readable(repo, manifest, key_names(SOURCE))
+    keys = DecryptionKeys(identities=(identity,))
+    restored = restore(manifest.id, repo, RestoreOptions(to_dir=str(tmp_path / "out"), keys=keys))
+    assert restored.validation.ok and Path(restored.files[0]).read_bytes() == SOURCE.read_bytes()
+
+
 @pytest.mark.parametrize("scheme", ["age", "passphrase", "kms"])
 def test_a_cross_region_copy_restores_and_drills(scheme: str, s3_bucket: str, request: pytest.FixtureRequest,
                                                  identity: X25519Identity, monkeypatch: pytest.MonkeyPatch,
