@@ -4,7 +4,9 @@
   (see scripts/bench-rdb for what it holds) and reused while its parameters stay the same;
 * run_measured(): one command in a subprocess, wall time from the parent's clock and the child's
   peak RSS;
-* machine() and source_fingerprint(): what ran the benchmark and which snaptool sources it measured.
+* machine() and source_fingerprint(): what ran the benchmark and which snaptool sources it measured;
+* moto_server(), aws_environment(), string_rdb() and peak_rss_mb(): an S3 endpoint, a large file
+  and a server's memory, for the S3 benchmark (scripts/bench-s3).
 
 The scripts import this module after re-executing themselves with .venv/bin/python.
 """
@@ -12,6 +14,7 @@ The scripts import this module after re-executing themselves with .venv/bin/pyth
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -19,11 +22,14 @@ import platform
 import random
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
+from typing import Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -319,3 +325,72 @@ def machine(tools: dict[str, str] | None = None) -> dict:
         "time_source": "/usr/bin/time -f '%e %M'" if TIME_BIN else "wait4() rusage",
     }
 
+
+# ----------------------------------------------------------------------------- S3 and large files
+@contextlib.contextmanager
+def moto_server(**env: str) -> Iterator[tuple[str, int]]:
+    """moto's S3 server (real HTTP) in its own process on a free loopback port; yields its URL and
+    process id. ``env`` adds to its environment (e.g. ``S3_UPLOAD_PART_MIN_SIZE``)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **env})
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    try:
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("moto server did not start (is moto[server] installed in .venv?)")
+                time.sleep(0.1)
+        yield url, proc.pid
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def aws_environment(endpoint: str, work: Path, region: str = "us-east-1") -> dict[str, str]:
+    """The standard AWS environment pointed at ``endpoint``, nothing from the machine's own setup
+    (the caller puts it into os.environ, so the snaptool processes it starts inherit it)."""
+    empty = work / "aws-empty-config"
+    empty.write_text("")
+    return {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": region,
+            "AWS_DEFAULT_REGION": region, "AWS_ENDPOINT_URL": endpoint, "AWS_CONFIG_FILE": str(empty),
+            "AWS_SHARED_CREDENTIALS_FILE": str(empty)}
+
+
+def string_rdb(path: Path, size: int, value_size: int = 1 << 20, seed: int = SEED) -> dict:
+    """Write an RDB 10 file of about ``size`` bytes made of random (incompressible) string values of
+    ``value_size`` bytes: a large file in seconds, for benchmarks where the bytes matter, not the
+    key count. Returns what it holds."""
+    from snaptool.rdb.builder import RdbBuilder
+    from snaptool.rdb.targets import parse_target
+
+    rng = random.Random(seed)
+    keys = max(1, size // value_size)
+    t0 = time.monotonic()
+    with open(path, "wb") as f:
+        builder = RdbBuilder(f, parse_target("redis-7.0"))
+        for i in range(keys):
+            builder.add(b"blob:%08d" % i, "string", rng.randbytes(value_size))
+        written = builder.finish()
+    return {"path": str(path), "bytes": written, "keys": keys, "value_bytes": value_size,
+            "generated_in_s": round(time.monotonic() - t0, 1)}
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    """The high-water mark of a running process's resident memory (VmHWM), in MB."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    found = re.search(r"VmHWM:\s+(\d+) kB", status)
+    return int(found.group(1)) / 1024 if found else None
