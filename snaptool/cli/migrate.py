@@ -8,6 +8,7 @@ from typing import Any, Callable, Iterator
 
 import click
 
+from ..engines.memcached_ring import Ring
 from ..errors import ValidationError
 from ..jobs.migrate_flags import FlagsPolicy, FlagsRefused
 from ..jobs.migrate_memcached import DUPLICATE_POLICIES, MigrateOptions, MigrationReport, migrate_memcached, summary
@@ -40,12 +41,16 @@ def migrate_group() -> None:
               help="Connections per server fetching values with pipelined mg.")
 @click.option("--on-duplicate", type=click.Choice(DUPLICATE_POLICIES), default="error", show_default=True,
               help="A key on several servers: stop, or keep the copy of the first / last --from.")
+@click.option("--ring", "ring", metavar="KIND[:W1,W2,…]",
+              help="The clients' hash ring (ketama | modula, weights in --from order): a key on several servers is "
+                   "copied from the server it maps to.")
 @click.option("--replace", is_flag=True, help="--to: write into a target that already holds keys (same names are overwritten).")
 @click.option("--target", help="--to-dir/--repo: the engine the RDB file is for (default redis-6.2: RDB 9).")
 @click.option("--engine", help="--to-dir/--repo: the local engine that loads the file for the check.")
 @click.option("--no-delta", is_flag=True, help="Skip the second listing that copies keys written during the run.")
-@click.option("--enumerate", "enumerate_mode", type=click.Choice(["auto", "hash", "all"]), default="auto",
-              show_default=True, help="metadump walk: hash (1.6.9+, misses nothing) or all (older servers).")
+@click.option("--enumerate", "enumerate_mode", type=click.Choice(["auto", "hash", "all", "mgdump"]), default="auto",
+              show_default=True, help="Listing: metadump hash (1.6.9+, misses nothing), metadump all (older "
+                                      "servers) or mgdump hash (1.6.19+, keys only).")
 @click.option("--fetch", "fetch_mode", type=click.Choice(["auto", "meta", "gets"]), default="auto", show_default=True,
               help="How values are read: meta mg (1.6.10+) or gets.")
 @click.option("--timeout", type=float, default=60.0, show_default=True,
@@ -59,9 +64,9 @@ def migrate_group() -> None:
 def memcached_command(sources: tuple[str, ...], to: str | None, to_dir: str | None, repo_url: str | None,
                       s3_region: str | None, s3_profile: str | None, s3_endpoint_url: str | None, key_prefix: str,
                       flags_policy: str | None, auth_file: str | None, workers: int, on_duplicate: str,
-                      replace: bool, target: str | None, engine: str | None, no_delta: bool, enumerate_mode: str,
-                      fetch_mode: str, timeout: float, tags: tuple[str, ...], kind: str, dry_run: bool,
-                      login: dict, as_json: bool) -> None:
+                      ring: str | None, replace: bool, target: str | None, engine: str | None, no_delta: bool,
+                      enumerate_mode: str, fetch_mode: str, timeout: float, tags: tuple[str, ...], kind: str,
+                      dry_run: bool, login: dict, as_json: bool) -> None:
     """Copy every key of memcached servers into Redis with its value, remaining TTL and flags, then
     read every key back from the target to prove it.
 
@@ -86,8 +91,9 @@ def memcached_command(sources: tuple[str, ...], to: str | None, to_dir: str | No
     options = MigrateOptions(
         sources=sources, to=to, to_dir=to_dir, repo=repo, key_prefix=key_prefix.encode(),
         flags=FlagsPolicy.parse(flags_policy), auth_file=auth_file, workers=workers, dry_run=dry_run,
-        replace=replace, on_duplicate=on_duplicate, target=parse_target(target) if target else None, engine=engine,
-        delta=not no_delta, enumerate=enumerate_mode, fetch=fetch_mode, timeout=timeout, tags=tags, kind=kind,
+        replace=replace, on_duplicate=on_duplicate, ring=Ring.parse(ring) if ring else None,
+        target=parse_target(target) if target else None, engine=engine, delta=not no_delta,
+        enumerate=enumerate_mode, fetch=fetch_mode, timeout=timeout, tags=tags, kind=kind,
         **login)
     with _progress() as progress:
         try:
@@ -119,6 +125,8 @@ def table(report: MigrationReport) -> str:
     for s in report.sources:
         lines.append(f"memcached {s.server} ({s.version}, {s.enumeration}, {s.fetch}): {s.listed:,} listed in "
                      f"{s.seconds:.1f}s")
+        if s.why:
+            lines.append(f"  {s.enumeration}: {s.why}")
     total = lambda name: sum(getattr(s, name) for s in report.sources)  # noqa: E731
     check = report.check
     # the check counts keys whose TTL ran out before the write as well as after it
@@ -132,7 +140,7 @@ def table(report: MigrationReport) -> str:
         ("new during the run", total("new"), "copied (second listing)"),
         ("changed during the run", total("changed"), "copied again (second listing)"),
         ("deleted after reading", total("gone_after_read"), "still copied"),
-        ("on several servers", report.duplicates, f"--on-duplicate {report.on_duplicate}" if report.duplicates else ""),
+        ("on several servers", report.duplicates, _duplicates_note(report)),
     ]
     if not report.dry_run:
         rows.append(("written", report.written, report.destination))
@@ -158,6 +166,18 @@ def table(report: MigrationReport) -> str:
     stages = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in report.stages.items())
     lines.append(f"{summary(report)}; {report.seconds:.1f}s ({stages})" if report.ok else summary(report))
     return "\n".join(lines)
+
+
+def _duplicates_note(report: MigrationReport) -> str:
+    """How the copies of keys found on several servers were chosen."""
+    if not report.duplicates:
+        return ""
+    if report.ring is None:
+        return f"--on-duplicate {report.on_duplicate}"
+    rest = report.duplicates - report.ring_chosen
+    return (f"{report.ring_chosen:,} copied from the server --ring {report.ring} names"
+            + (f", {rest:,} by --on-duplicate {report.on_duplicate} (the ring names a server without them)"
+               if rest else ""))
 
 
 @contextlib.contextmanager

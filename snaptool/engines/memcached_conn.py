@@ -127,6 +127,11 @@ class ServerInfo:
         return self.version >= (1, 6, 9)
 
     @property
+    def mgdump(self) -> bool:
+        """``lru_crawler mgdump``: keys only (1.6.19+)."""
+        return self.version >= (1, 6, 19)
+
+    @property
     def metadump_end(self) -> bool:
         """Dumps end with an END line from 1.5.4; before, the end is a silence."""
         return self.version >= (1, 5, 4)

@@ -11,11 +11,14 @@ ignored), ``flags=`` from 1.6.24, extstore fields from 1.6.39, no ``cls``/``size
 releases, a leading ``OK`` from 1.6.43, no END line before 1.5.4 (the end is then a silence), and
 the refusals (``BUSY``, ``ERROR locked try again later``, ``BADCLASS``, ``ERROR metadump not
 allowed``, ``CLIENT_ERROR lru crawler disabled``, ``CLIENT_ERROR unauthenticated``). Keys are
-percent-decoded to bytes, never to text: binary keys survive.
+percent-decoded to bytes, never to text: binary keys survive. ``lru_crawler mgdump`` (1.6.19+, keys
+only) is drained the same way when it is asked for, and parsed by :func:`parse_mgdump`.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import operator
 import os
@@ -33,15 +36,18 @@ from .memcached_conn import CannotEnumerate, MemcachedAddress, ServerInfo, open_
 _CHUNK = 1 << 20
 _READ = 4 << 20
 _TERMINATOR = b"END\r\n"
+_MGDUMP_END = b"EN\r\n"
 _RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 3.0, 5.0, 5.0, 5.0)  # BUSY / locked: about 20 s in all
 #: the layout every release since 1.5.x prints, with optional fields after it: parsed in one regex pass
 _FAST = re.compile(rb"^key=(\S+) exp=(-?\d+) la=\d+ cas=(\d+) fetch=\w+ cls=\d+ size=(\d+)\n", re.M)
 _FAST_FLAGS = re.compile(rb"^key=(\S+) exp=(-?\d+) la=\d+ cas=(\d+) fetch=\w+ cls=\d+ size=(\d+) flags=(\d+)\n", re.M)
 _FIRST, _EXP, _CAS, _SIZE, _FLAG = (operator.itemgetter(i) for i in range(5))
 #: what a comparison with an earlier listing needs: the whole line, the key as printed, the cas
-_LEAN = re.compile(rb"^(key=(\S+) exp=-?\d+ la=\d+ cas=(\d+)[^\n]*)\n", re.M)
-_LINE, _LEAN_KEY, _LEAN_CAS = (operator.itemgetter(i) for i in range(3))
+_LEAN = re.compile(rb"^key=(\S+) exp=-?\d+ la=\d+ cas=(\d+)[^\n]*\n", re.M)
+_LEAN_KEY, _LEAN_CAS = (operator.itemgetter(i) for i in range(2))
 _UNSAFE = re.compile(rb"[\x00-\x20\x7f]")
+#: ``lru_crawler mgdump`` lines: ``mg <key>``, or ``mg <base64> b`` for a key stored through meta ``b``
+_MGDUMP = re.compile(rb"^mg (\S+)( b)?\r\n", re.M)
 #: escapes of the bytes that make a key unsafe on the text protocol
 _UNSAFE_ESCAPE = re.compile(rb"%(?:[01][0-9A-Fa-f]|20|7[Ff])")
 
@@ -181,6 +187,23 @@ def parse_chunk(chunk: bytes) -> DumpRun:
                    list(map(int, map(_SIZE, found))), flags, bool(_UNSAFE_ESCAPE.search(blob)) or not all(keys))
 
 
+def parse_mgdump(chunk: bytes) -> DumpRun:
+    """Every key of a run of ``lru_crawler mgdump`` lines (1.6.19+). Keys only: no expiry, cas or
+    size (exp -1, cas 0, size 0). A key written through the binary protocol with a space or CRLF
+    in it is printed raw and breaks its line: that is an error, never a wrong key."""
+    found = _MGDUMP.findall(chunk)
+    if len(found) != chunk.count(b"\n"):
+        bad = next((line for line in chunk.split(b"\n") if line and not _MGDUMP.fullmatch(line + b"\n")), b"")
+        raise MetadumpError(f"unexpected line in the mgdump: {bad[:120]!r} (a binary-protocol key with a space or "
+                            "CRLF breaks mgdump lines: list with metadump instead)")
+    try:
+        keys = [base64.b64decode(key, validate=True) if b64 else key for key, b64 in found]
+    except binascii.Error:
+        raise MetadumpError("an mgdump line marked base64 (b) holds no base64 key") from None
+    count = len(keys)
+    return DumpRun(keys, [-1] * count, [b"0"] * count, [0] * count, None, not all(map(text_safe, keys)))
+
+
 def refusal(line: bytes, where: str) -> MetadumpError:
     """The error a non-item first line of a dump stands for."""
     text = line.decode("utf-8", "replace").strip()
@@ -210,8 +233,9 @@ class DumpSpool:
     """
 
     def __init__(self, sock: socket.socket, path: str, where: str, *, ends: bool = True,
-                 stall_timeout: float = 60.0, idle_end: float = 2.0) -> None:
+                 stall_timeout: float = 60.0, idle_end: float = 2.0, terminator: bytes = _TERMINATOR) -> None:
         self.sock = sock
+        self.terminator = terminator
         self.path = path
         self.where = where
         self.ends = ends
@@ -252,10 +276,11 @@ class DumpSpool:
                     if data is None:
                         return
                     first = False
-                if data.endswith(_TERMINATOR) and (len(data) == len(_TERMINATOR) or data[-6:-5] == b"\n"):
-                    self._write(data[:-len(_TERMINATOR)])
+                end = self.terminator
+                if data.endswith(end) and (len(data) == len(end) or data[-len(end) - 1:-len(end)] == b"\n"):
+                    self._write(data[:-len(end)])
                     break
-                keep = len(_TERMINATOR)
+                keep = len(end)
                 self._write(data[:-keep])
                 pending = data[-keep:]
             if not self.ends and pending:
@@ -277,13 +302,13 @@ class DumpSpool:
         """The stream's start: drop a leading OK, stop on a refusal or an empty dump (None)."""
         if data.startswith(b"OK\r\n"):
             data = data[4:]
-        if data.startswith(b"key=") or not data:
+        if data.startswith((b"key=", b"mg ")) or not data:
             return data
-        if data == _TERMINATOR:
+        if data == self.terminator:
             return None
         end = data.find(b"\n")
         if end < 0 and len(data) < 512:
-            # keep reading until the first line is whole; only a refusal line lacks "key="
+            # keep reading until the first line is whole; only a refusal line lacks "key=" / "mg "
             more = self.sock.recv(512)
             if not more:
                 raise refusal(data, self.where)
@@ -345,25 +370,49 @@ class DumpSpool:
 
 # --------------------------------------------------------------------------- enumeration
 
+#: the listings by the name ``--enumerate`` gives them, and the commands they send
+MODES = {"hash": b"lru_crawler metadump hash\r\n", "all": b"lru_crawler metadump all\r\n",
+         "mgdump": b"lru_crawler mgdump hash\r\n"}
+
+
 def choose_mode(info: ServerInfo, requested: str = "auto") -> str:
-    """``hash`` on 1.6.9+ (no LRU misses), ``all`` before; a request for hash on an older release fails."""
+    """``hash`` on 1.6.9+ (no LRU misses), ``all`` before. ``mgdump`` only when asked for: every
+    release that has it (1.6.19+) has ``metadump hash`` too, which lists the same keys with their
+    expiry, cas and size. A request a release cannot serve fails."""
     if requested == "auto":
         return "hash" if info.metadump_hash else "all"
     if requested == "hash" and not info.metadump_hash:
         raise EngineError(f"metadump hash needs memcached 1.6.9 or later (this is {info.version_text})")
+    if requested == "mgdump" and not info.mgdump:
+        raise EngineError(f"lru_crawler mgdump needs memcached 1.6.19 or later (this is {info.version_text})")
     return requested
+
+
+def describe_mode(info: ServerInfo, mode: str, requested: str = "auto") -> tuple[str, str]:
+    """The listing's name in reports, and why it was chosen."""
+    name = MODES[mode].decode().removeprefix("lru_crawler ").strip()
+    if requested != "auto":
+        return name, f"--enumerate {requested}"
+    if mode == "all":
+        return name, "before 1.6.9 there is no hash walk: the LRU walk is repeated until a pass finds nothing new"
+    if info.mgdump:
+        return name, ("chosen over mgdump hash: the same keys, with the expiry, cas and size that the expired "
+                      "count, the second listing and the batching need")
+    return name, "1.6.9+: the hash-table walk misses no key the LRU moves (mgdump needs 1.6.19)"
 
 
 def start_dump(address: MemcachedAddress, info: ServerInfo, mode: str, path: str, *,
                stall_timeout: float = 60.0) -> DumpSpool:
-    """A running dump of every class (``all``) or of the hash table (``hash``), BUSY and locked
-    refusals retried for about 20 s before giving up."""
-    command = b"lru_crawler metadump %b\r\n" % mode.encode()
+    """A running dump (``hash``, ``all`` or ``mgdump``: :data:`MODES`), BUSY and locked refusals
+    retried for about 20 s before giving up."""
+    command = MODES[mode]
+    terminator = _MGDUMP_END if mode == "mgdump" else _TERMINATOR
     for delay in (*_RETRY_DELAYS, None):
         sock = open_raw(address, stall_timeout)
         with contextlib.suppress(OSError):  # slack for the moments the drain thread waits for the interpreter
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-        spool = DumpSpool(sock, path, str(address), ends=info.metadump_end, stall_timeout=stall_timeout).start(command)
+        spool = DumpSpool(sock, path, str(address), ends=info.metadump_end, stall_timeout=stall_timeout,
+                          terminator=terminator).start(command)
         spool.wait_started()
         error = spool.error
         if not isinstance(error, MetadumpError) or not error.retry or delay is None:
@@ -376,9 +425,10 @@ def start_dump(address: MemcachedAddress, info: ServerInfo, mode: str, path: str
 @dataclass(slots=True)
 class LeanRun:
     """Consecutive items of a dump with only the keys and cas parsed; :meth:`parse` parses the
-    lines of some of them fully (a second listing compares every key but re-reads few)."""
+    lines of some of them fully (a second listing compares every key but re-reads few, so the
+    lines are only cut out of the chunk when some are wanted)."""
 
-    lines: list[bytes]
+    chunk: bytes  # whole lines, every one an item
     keys: list[bytes]
     cas: list[bytes]
 
@@ -386,7 +436,8 @@ class LeanRun:
         return len(self.keys)
 
     def parse(self, indexes: list[int]) -> DumpRun:
-        return parse_chunk(b"".join(self.lines[i] + b"\n" for i in indexes))
+        lines = self.chunk.split(b"\n")
+        return parse_chunk(b"".join(lines[i] + b"\n" for i in indexes))
 
 
 def lean_chunk(chunk: bytes) -> LeanRun | DumpRun:
@@ -395,12 +446,12 @@ def lean_chunk(chunk: bytes) -> LeanRun | DumpRun:
     if len(found) != chunk.count(b"\n"):
         return parse_chunk(chunk)
     if not found:
-        return LeanRun([], [], [])
+        return LeanRun(b"", [], [])
     blob = b"\n".join(map(_LEAN_KEY, found)).replace(b"%3A", b":")
     keys = blob.split(b"\n")
     if b"%" in blob:
         keys = [unquote_to_bytes(k) if b"%" in k else k for k in keys]
-    return LeanRun(list(map(_LINE, found)), keys, list(map(_LEAN_CAS, found)))
+    return LeanRun(chunk, keys, list(map(_LEAN_CAS, found)))
 
 
 class Listing:
@@ -424,7 +475,7 @@ class Listing:
     def runs(self, lean: bool = False) -> Iterator[DumpRun | LeanRun]:
         """The runs; with ``lean``, :class:`LeanRun` where the lines allow (``hash`` walks only)."""
         seen: set[bytes] | None = set() if self.mode == "all" else None
-        parse = lean_chunk if lean and seen is None else parse_chunk
+        parse = parse_mgdump if self.mode == "mgdump" else lean_chunk if lean and seen is None else parse_chunk
         try:
             for number in range(self.passes):
                 if self.spool is None:
@@ -459,5 +510,6 @@ def dump_runs(address: MemcachedAddress, info: ServerInfo, path: str, *, mode: s
     yield from Listing(address, info, path, mode=mode, stall_timeout=stall_timeout, passes=passes).runs()
 
 
-__all__ = ["DumpEntry", "DumpRun", "DumpSpool", "Listing", "MetadumpError", "batches", "choose_mode", "decode_key",
-           "dump_runs", "LeanRun", "lean_chunk", "parse_chunk", "parse_line", "refusal", "start_dump", "text_safe"]
+__all__ = ["DumpEntry", "DumpRun", "DumpSpool", "Listing", "MODES", "MetadumpError", "batches", "choose_mode",
+           "decode_key", "describe_mode", "dump_runs", "LeanRun", "lean_chunk", "parse_chunk", "parse_line",
+           "parse_mgdump", "refusal", "start_dump", "text_safe"]

@@ -1,15 +1,17 @@
 """`snaptool migrate memcached`: every key, value, TTL and flag of memcached servers into Redis, proven.
 
-The run, server by server and then once for the target:
+The run, for every server and then once for the target:
 
 1. **probe** each server (:mod:`snaptool.engines.memcached_conn`) and refuse, with the reason and the
    dual-write advice, one whose keys cannot be listed;
 2. **read**: ``lru_crawler metadump`` drained on its own thread (:mod:`~snaptool.engines.memcached_dump`),
    values, flags, remaining TTL and cas fetched with pipelined ``mg``
-   (:mod:`~snaptool.engines.memcached_fetch`), everything recorded in the ledger on local disk
-   (:mod:`.migrate_ledger`) and the flags inventoried (:mod:`.migrate_flags`);
-3. **decide**: non-zero flags without ``--flags``, or keys on two servers without
-   ``--on-duplicate``, stop the run here, before anything is written;
+   (:mod:`~snaptool.engines.memcached_fetch`), several servers at once (:mod:`.migrate_fanin`),
+   everything recorded in the ledger on local disk (:mod:`.migrate_ledger`) and the flags
+   inventoried (:mod:`.migrate_flags`);
+3. **decide**: non-zero flags without ``--flags``, or keys on two servers that neither ``--ring``
+   (:mod:`~snaptool.engines.memcached_ring`) nor ``--on-duplicate`` settles, stop the run here,
+   before anything is written;
 4. **write** the ledger into the target (:mod:`.migrate_targets`): a live node or cluster with a
    relative TTL per key, or an RDB file — while a second ``metadump`` drains in the background;
 5. **delta**: that second listing names what was written during the run: new keys and keys whose
@@ -36,7 +38,8 @@ from typing import Any, Iterator
 from ..engines.address import TlsOptions
 from ..engines.discovery import engine_for_rdb, find_engine
 from ..engines.memcached_conn import MemcachedAddress, MemcachedInputError, ServerInfo, probe, read_auth_file
-from ..engines.memcached_dump import Listing, choose_mode
+from ..engines.memcached_dump import Listing, choose_mode, describe_mode
+from ..engines.memcached_ring import Ring
 from ..engines.server import EngineServer
 from ..errors import EngineError, SnaptoolError, ValidationError
 from ..rdb.targets import Target, parse_target
@@ -55,12 +58,13 @@ DUPLICATE_POLICIES = ("error", "first", "last")
 _EXAMPLES = 10
 
 class DuplicateKeys(SnaptoolError):
-    """The same key on several servers and no --on-duplicate: nothing was written."""
+    """The same key on several servers, and neither --ring nor --on-duplicate chooses: nothing was written."""
 
-    def __init__(self, count: int, examples: list[str]) -> None:
-        super().__init__(f"{count:,} key(s) are on more than one memcached server, e.g. {', '.join(examples[:5])}; "
-                         "nothing was written. Choose the copy to keep: --on-duplicate first (the earlier --from) "
-                         "or last")
+    def __init__(self, count: int, examples: list[str], ring: str | None = None) -> None:
+        why = f" and --ring {ring} maps them to a server holding no copy" if ring else ""
+        super().__init__(f"{count:,} key(s) are on more than one memcached server{why}, e.g. "
+                         f"{', '.join(examples[:5])}; nothing was written. Choose the copy to keep: --ring (the "
+                         "clients' hash ring), or --on-duplicate first (the earlier --from) or last")
 
 
 @dataclass
@@ -76,10 +80,11 @@ class MigrateOptions:
     dry_run: bool = False
     replace: bool = False  # --to: write into a target that already holds keys
     on_duplicate: str = "error"
+    ring: Ring | None = None  # the clients' hash ring: picks the copy of a key found on several servers
     target: Target | None = None  # RDB version of --to-dir / --repo files (default DEFAULT_RDB_TARGET)
     engine: str | None = None  # engine that loads the file for the check
     delta: bool = True
-    enumerate: str = "auto"  # metadump "hash" (1.6.9+) or "all"
+    enumerate: str = "auto"  # metadump "hash" (1.6.9+) or "all", or "mgdump" (1.6.19+, keys only)
     fetch: str = "auto"  # "meta" (1.6.10+) or "gets"
     timeout: float = 60.0  # seconds of silence from a server before giving up
     tags: tuple[str, ...] = ()
@@ -99,6 +104,8 @@ class MigrationReport:
     duplicates: int = 0
     duplicate_examples: list[str] = field(default_factory=list)
     on_duplicate: str = "error"
+    ring: str | None = None
+    ring_chosen: int = 0  # duplicated keys whose copy the ring chose
     written: int = 0  # keys written (a key written again by the delta pass counts once)
     expired_before_write: int = 0  # read, but their TTL ran out before the write (the check counts them too)
     flag_fields: int = 0
@@ -148,20 +155,24 @@ def migrate_memcached(options: MigrateOptions, progress: Progress | None = None)
         raise MemcachedInputError(f"--on-duplicate must be one of {', '.join(DUPLICATE_POLICIES)}")
     if options.workers < 1:
         raise MemcachedInputError("--workers must be at least 1")
+    if options.enumerate == "mgdump" and options.fetch == "gets":
+        raise MemcachedInputError("--enumerate mgdump lists no expiry times, which --fetch gets needs: "
+                                  "use --fetch meta")
     credentials = read_auth_file(options.auth_file) if options.auth_file else None
     addresses = [MemcachedAddress.parse(s, credentials) for s in options.sources]
     if len({a.endpoint for a in addresses}) != len(addresses):
         raise MemcachedInputError("the same memcached server is named twice with --from")
+    ring = options.ring.bind(addresses) if options.ring is not None else None
     rdb_target = options.target or parse_target(DEFAULT_RDB_TARGET)
 
     infos = [probe(a, options.timeout) for a in addresses]
     reports = []
     for address, info in zip(addresses, infos):
         info.require_enumerable(str(address))
-        mode = choose_mode(info, options.enumerate)
+        listing, why = describe_mode(info, choose_mode(info, options.enumerate), options.enumerate)
         fetch = options.fetch if options.fetch != "auto" else ("meta" if info.meta else "gets")
-        reports.append(SourceReport(str(address), info.version_text, f"metadump {mode}",
-                                    "mg" if fetch == "meta" else "gets"))
+        reports.append(SourceReport(str(address), info.version_text, listing, "mg" if fetch == "meta" else "gets",
+                                    why))
 
     redis_target: RedisTarget | None = None
     engine = None
@@ -181,10 +192,11 @@ def migrate_memcached(options: MigrateOptions, progress: Progress | None = None)
                        options.to or (os.path.abspath(options.to_dir) if options.to_dir else None) or
                        (options.repo.url if options.repo is not None else "(dry run)"))
         report = MigrationReport(reports, destination, str(options.flags), on_duplicate=options.on_duplicate,
+                                 ring=str(options.ring) if options.ring is not None else None,
                                  dry_run=options.dry_run)
         work_parent = options.work_dir or None
         with tempfile.TemporaryDirectory(prefix="snaptool-migrate-", dir=work_parent) as work:
-            reader = Reader(options, work, progress)
+            reader = Reader(options, work, progress, ring)
             try:
                 _run(options, addresses, infos, reader, report, redis_target, engine, rdb_target, work, progress)
             finally:
@@ -203,8 +215,7 @@ def _run(options: MigrateOptions, addresses: list[MemcachedAddress], infos: list
          progress: Progress | None) -> None:
     servers = list(enumerate(zip(addresses, infos)))
     clock = time.monotonic()
-    for index, (address, info) in servers:
-        reader.read_server(index, address, info, report.sources[index])
+    reader.read_servers([(address, info, report.sources[index]) for index, (address, info) in servers])
     report.stages["read"] = round(time.monotonic() - clock, 3)
     if options.dry_run:
         if options.delta:
@@ -371,6 +382,8 @@ def _summarize(reader: Reader, report: MigrationReport) -> None:
     report.problems = reader.problems
     report.duplicates = len(reader.duplicates)
     report.duplicate_examples = [show(k) for k in list(reader.duplicates)[:_EXAMPLES]]
+    if reader.ring is not None:
+        report.ring_chosen = report.duplicates - len(reader.unresolved())
 
 
 def _refusal(options: MigrateOptions, reader: Reader, report: MigrationReport) -> SnaptoolError | None:
@@ -378,7 +391,9 @@ def _refusal(options: MigrateOptions, reader: Reader, report: MigrationReport) -
     if reader.inventory.nonzero and options.flags.mode is None:
         return FlagsRefused(reader.inventory)
     if reader.duplicates and options.on_duplicate == "error":
-        return DuplicateKeys(len(reader.duplicates), report.duplicate_examples)
+        unresolved = reader.unresolved()
+        if unresolved:
+            return DuplicateKeys(len(unresolved), [show(k) for k in unresolved[:_EXAMPLES]], report.ring)
     return None
 
 

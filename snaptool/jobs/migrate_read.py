@@ -8,6 +8,7 @@ the target.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from dataclasses import dataclass
@@ -15,8 +16,10 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 from ..engines.memcached_conn import MemcachedAddress, ServerInfo
 from ..engines.memcached_dump import DumpRun, LeanRun, Listing, batches, dump_runs
-from ..engines.memcached_fetch import Columns, open_fetcher
+from ..engines.memcached_fetch import Columns, Result, open_fetcher
+from ..engines.memcached_ring import BoundRing
 from .migrate_check import Item
+from .migrate_fanin import fan_in
 from .migrate_flags import FlagsInventory
 from .migrate_ledger import NO_EXPIRY, Frame, Ledger
 from .migrate_targets import now_ms
@@ -39,8 +42,9 @@ class SourceReport:
 
     server: str
     version: str
-    enumeration: str  # "metadump hash" or "metadump all"
+    enumeration: str  # "metadump hash", "metadump all" or "mgdump hash"
     fetch: str  # "mg" or "gets"
+    why: str = ""  # why that listing was chosen
     listed: int = 0  # keys the first listing found
     repeated: int = 0  # listed more than once by the walk (dropped)
     read: int = 0  # read and recorded in the first pass
@@ -66,8 +70,10 @@ def _server(token: bytes) -> int:
 class Reader:
     """The read side of a run: the ledgers, what was copied from where, the flags inventory."""
 
-    def __init__(self, options: MigrateOptions, work: str, progress: Progress | None) -> None:
+    def __init__(self, options: MigrateOptions, work: str, progress: Progress | None,
+                 ring: BoundRing | None = None) -> None:
         self.options = options
+        self.ring = ring
         self.work = work
         self.progress = progress
         self.first = Ledger(os.path.join(work, "ledger-1"))
@@ -84,7 +90,22 @@ class Reader:
         if len(self.problems) < _PROBLEMS_LISTED:
             self.problems.append(what)
 
-    def read_server(self, index: int, address: MemcachedAddress, info: ServerInfo, report: SourceReport) -> None:
+    def read_servers(self, servers: list[tuple[MemcachedAddress, ServerInfo, SourceReport]]) -> None:
+        """Every server listed and read, up to ``--workers`` of them at once; what they return is
+        recorded here, in this thread alone, so a key on two servers is noticed whatever the order."""
+        feeds = [functools.partial(self._fetch_server, index, address, info, report)
+                 for index, (address, info, report) in enumerate(servers)]
+        for index, (batch, results, columns) in fan_in(feeds, self.options.workers):
+            address, info, report = servers[index]
+            if columns is None or not self._record_clean(index, batch, columns, report):
+                self._record(index, info, batch, results if columns is None else list(zip(*columns)), report,
+                             self.first, delta=False)
+            if self.progress is not None:
+                self.progress(f"read {address}", report.read, info.items or None)
+
+    def _fetch_server(self, index: int, address: MemcachedAddress, info: ServerInfo,
+                      report: SourceReport) -> Iterator[tuple[DumpRun, list[Result] | None, Columns | None]]:
+        """One server's batches as read (on a fetch thread): nothing shared is touched but its report."""
         started = time.monotonic()
         listed = 0
 
@@ -97,12 +118,7 @@ class Reader:
 
         fetcher = open_fetcher(address, info, self.options.fetch, self.options.workers, self.options.timeout)
         try:
-            for batch, results, columns in fetcher.fetch(runs()):
-                if columns is None or not self._record_clean(index, batch, columns, report):
-                    self._record(index, info, batch, results if columns is None else list(zip(*columns)), report,
-                                 self.first, delta=False)
-                if self.progress is not None:
-                    self.progress(f"read {address}", report.read, info.items or None)
+            yield from fetcher.fetch(runs())
         finally:
             fetcher.close()
         report.listed = listed
@@ -110,7 +126,9 @@ class Reader:
 
     def start_delta(self, index: int, address: MemcachedAddress, info: ServerInfo) -> Listing:
         """Start the second listing; it drains into its spool while the caller writes the target."""
-        return Listing(address, info, os.path.join(self.work, f"delta-{index}"), mode=self.options.enumerate,
+        # compared by cas, which mgdump does not print: its servers (1.6.19+) are walked with metadump hash
+        mode = "hash" if self.options.enumerate == "mgdump" else self.options.enumerate
+        return Listing(address, info, os.path.join(self.work, f"delta-{index}"), mode=mode,
                        stall_timeout=self.options.timeout)
 
     def finish_delta(self, index: int, address: MemcachedAddress, info: ServerInfo, listing: Listing,
@@ -198,7 +216,8 @@ class Reader:
                               f"{item_flags}, and no --flags was given")
                     continue
                 if prev is not None and _server(prev) != index:
-                    if delta and self.options.on_duplicate == "error":
+                    if delta and self.options.on_duplicate == "error" and \
+                            self._ring_choice(key, {_server(prev), index}) is None:
                         report.failed += 1
                         self.note(f"{report.server}: key {show(key)} was written to a second server during the "
                                   "run, and no --on-duplicate was given")
@@ -235,10 +254,27 @@ class Reader:
         inventory.add(keys, flags, values)
         ledger.append(Frame(index, keys, values, flags, cas, deadlines))
 
+    def _ring_choice(self, key: bytes, servers: set[int]) -> int | None:
+        """The server the ring maps ``key`` to, when it holds a copy (None: no ring, or a server
+        holding neither copy, whose clients then miss the key)."""
+        if self.ring is None:
+            return None
+        named = self.ring.server(key)
+        return named if named in servers else None
+
+    def unresolved(self) -> list[bytes]:
+        """Duplicated keys whose copy the ring (if any) does not choose."""
+        return [key for key, servers in self.duplicates.items() if self._ring_choice(key, servers) is None]
+
     def winners(self, policy: str) -> dict[bytes, int]:
-        """The server whose copy of each duplicated key is written."""
+        """The server whose copy of each duplicated key is written: the one the ring maps it to,
+        else the first or last holding it (by ``--from`` order)."""
         pick = min if policy == "first" else max
-        return {key: pick(servers) for key, servers in self.duplicates.items()}
+        out = {}
+        for key, servers in self.duplicates.items():
+            chosen = self._ring_choice(key, servers)
+            out[key] = pick(servers) if chosen is None else chosen
+        return out
 
     def plan(self, options: MigrateOptions, winners: dict[bytes, int], *, first: bool = True,
              second: bool = True) -> Iterator[tuple[list[Item], list[tuple[bytes, int]]]]:

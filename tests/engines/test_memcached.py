@@ -12,10 +12,11 @@ import time
 
 import pytest
 
-from snaptool.engines.memcached_conn import CannotEnumerate, MemcachedAddress, MemcachedInputError, probe, \
-    read_auth_file
-from snaptool.engines.memcached_dump import MetadumpError, choose_mode, decode_key, dump_runs, parse_chunk, \
-    parse_line, refusal, start_dump
+from snaptool.engines.memcached_conn import CannotEnumerate, MemcachedAddress, MemcachedInputError, ServerInfo, \
+    probe, read_auth_file
+from snaptool.engines.memcached_dump import DumpSpool, MetadumpError, choose_mode, decode_key, describe_mode, \
+    dump_runs, parse_chunk, parse_line, parse_mgdump, refusal, start_dump
+from snaptool.engines.memcached_ring import Ring
 from snaptool.engines.memcached_fetch import GetsFetcher, MetaFetcher, columns
 from snaptool.engines.memcached_dump import DumpRun, batches, lean_chunk, text_safe
 from snaptool.engines.memcached_server import MemcachedServer, find_memcached
@@ -122,6 +123,73 @@ def test_refusal_lines(line: bytes, kind: type, retry: bool) -> None:
         assert "dual-write" in str(error)
 
 
+#: `lru_crawler mgdump hash` (1.6.19+) in the format of memcached's crawler (crawler.c): a text key as
+#: stored, a key stored through meta `b` in base64 with ` b`, CRLF line ends, `EN` at the end. Debian's
+#: 1.6.18 answers `ERROR`, so these lines follow the source, not a live capture.
+RECORDED_MGDUMP = (b"mg k_ttl0\r\nmg k_utf8_\xd0\xba\xd0\xbb\xd1\x8e\xd1\x87\r\n"
+                   b"mg YmluIGtleQp3aXRoAG51bA== b\r\nmg EN\r\nmg k:1\r\nEN\r\n")
+
+
+def test_mgdump_lines_through_the_spool(tmp_path) -> None:
+    ours, theirs = socket.socketpair()
+    with theirs:
+        spool = DumpSpool(ours, str(tmp_path / "spool"), "h:1", terminator=b"EN\r\n").start(b"")
+        for at in range(0, len(RECORDED_MGDUMP), 7):  # in pieces, as a network delivers them
+            theirs.sendall(RECORDED_MGDUMP[at:at + 7])
+        runs = [parse_mgdump(chunk) for chunk in spool.chunks()]
+    spool.close()
+    keys = [key for run in runs for key in run.keys]
+    assert keys == [b"k_ttl0", "k_utf8_ключ".encode(), b"bin key\nwith\x00nul", b"EN", b"k:1"]
+    assert all(run.unsafe for run in runs if b"bin key\nwith\x00nul" in run.keys)
+    assert {e for run in runs for e in run.exps} == {-1} and {s for run in runs for s in run.sizes} == {0}
+
+
+@pytest.mark.parametrize("chunk", [b"mg bin proto key\r\n", b"mg a\r\nx\r\n", b"mg !!!notbase64 b\r\n"])
+def test_mgdump_broken_lines_are_errors(chunk: bytes) -> None:
+    with pytest.raises(MetadumpError, match="mgdump"):
+        parse_mgdump(chunk)
+
+
+@pytest.mark.parametrize("version, requested, mode, why", [
+    ("1.6.8", "auto", "metadump all", "repeated"),
+    ("1.6.18", "auto", "metadump hash", "mgdump needs 1.6.19"),
+    ("1.6.19", "auto", "metadump hash", "chosen over mgdump hash"),
+    ("1.6.40", "mgdump", "mgdump hash", "--enumerate mgdump"),
+])
+def test_the_probe_chooses_a_listing_and_says_why(version: str, requested: str, mode: str, why: str) -> None:
+    info = ServerInfo(version, {}, {})
+    assert describe_mode(info, choose_mode(info, requested), requested)[0] == mode
+    assert why in describe_mode(info, choose_mode(info, requested), requested)[1]
+
+
+def test_mgdump_needs_1_6_19() -> None:
+    with pytest.raises(EngineError, match="mgdump needs memcached 1.6.19"):
+        choose_mode(ServerInfo("1.6.18", {}, {}), "mgdump")
+
+
+def test_ring_descriptions() -> None:
+    assert str(Ring.parse("ketama:3,1")) == "ketama:3,1" and Ring.parse("modula").weights is None
+    for bad in ("consistent", "ketama:", "ketama:0,1", "modula:a"):
+        with pytest.raises(MemcachedInputError, match="--ring"):
+            Ring.parse(bad)
+    with pytest.raises(MemcachedInputError, match="2 weight"):
+        Ring.parse("ketama:1,2").bind([MemcachedAddress.parse("a")])
+
+
+def test_ketama_points_leave_the_default_port_out_as_libmemcached_does() -> None:
+    """uhashring builds the continuum independently; its node names are libmemcached's point
+    names: the host alone on port 11211, host:port on any other."""
+    from uhashring import HashRing
+
+    addresses = [MemcachedAddress.parse(a) for a in ("mc1", "mc2:11300", "10.0.0.7:11211")]
+    for weights in ((1, 1, 1), (5, 2, 1)):
+        ring = Ring("ketama", weights).bind(addresses)
+        reference = HashRing({name: {"weight": w} for name, w in zip(("mc1", "mc2:11300", "10.0.0.7"), weights)},
+                             hash_fn="ketama")
+        names = {"mc1": 0, "mc2:11300": 1, "10.0.0.7": 2}
+        assert all(ring.server(b"user:%d" % i) == names[reference.get_node("user:%d" % i)] for i in range(5000))
+
+
 def test_addresses_and_auth_files(tmp_path) -> None:
     assert MemcachedAddress.parse("10.0.0.5").endpoint == "10.0.0.5:11211"
     assert MemcachedAddress.parse("memcached://[::1]:11300").endpoint == "[::1]:11300"
@@ -216,8 +284,8 @@ def test_meta_fetch_equals_what_the_server_holds(server, tmp_path) -> None:
     fetcher = MetaFetcher(mc.address, connections=3)
     try:
         got = {}
-        for batch, results, columns in fetcher.fetch(b for run in runs for b in batches(run, max_keys=100)):
-            got.update(zip(batch.keys, results if columns is None else zip(*columns)))
+        for batch, results, cols in fetcher.fetch(b for run in runs for b in batches(run, max_keys=100)):
+            got.update(zip(batch.keys, results if cols is None else zip(*cols)))
     finally:
         fetcher.close()
     assert got[b"tricky"][:2] == (TRICKY, 5)  # parsed by its announced length, not taken for replies

@@ -19,9 +19,7 @@ pytestmark = pytest.mark.skipif(find_memcached() is None, reason="memcached not 
 
 ROOT = Path(__file__).resolve().parents[2]
 ENGINE = "redis-7.0"
-# the group is added here as well, so the command runs whether or not the CLI root lists it yet
-_BOOT = ("import sys; from snaptool.cli.main import cli, main; from snaptool.cli.migrate import COMMANDS; "
-         "[cli.add_command(c) for c in COMMANDS]; sys.exit(main(sys.argv[1:]))")
+_BOOT = "import sys; from snaptool.cli.main import main; sys.exit(main(sys.argv[1:]))"
 
 
 def snaptool(*args: str) -> subprocess.CompletedProcess:
@@ -86,10 +84,19 @@ def test_refusals_and_bad_input_are_one_line(engine_server, tmp_path) -> None:
         target = engine_server(ENGINE)
         result = snaptool("migrate", "memcached", "--from", mc.endpoint, "--to", target.url)
         assert result.returncode == 1 and "dual-write" in one_line_error(result)
+    with MemcachedServer() as mc:  # Debian's 1.6.18 has no mgdump: refused before any command is sent
+        result = snaptool("migrate", "memcached", "--from", mc.endpoint, "--to-dir", str(tmp_path / "no"),
+                          "--enumerate", "mgdump")
+        assert result.returncode == 1 and "mgdump needs memcached 1.6.19" in one_line_error(result)
+        assert not (tmp_path / "no").exists()
     cases = [
         (["--from", "redis://h:1", "--to-dir", str(tmp_path)], "invalid memcached address"),
         (["--from", "127.0.0.1:1", "--to-dir", str(tmp_path), "--flags", "keep"], "--flags"),
         (["--from", "127.0.0.1:1"], "say where the keys go"),
+        (["--from", "127.0.0.1:1", "--to-dir", str(tmp_path), "--ring", "consistent"], "--ring 'consistent'"),
+        (["--from", "127.0.0.1:1", "--to-dir", str(tmp_path), "--ring", "ketama:1,2"], "2 weight(s) for 1"),
+        (["--from", "127.0.0.1:1", "--to-dir", str(tmp_path), "--enumerate", "mgdump", "--fetch", "gets"],
+         "--fetch meta"),
     ]
     for args, message in cases:
         result = snaptool("migrate", "memcached", *args)

@@ -473,3 +473,60 @@ def test_dry_run_prefix_and_the_fallbacks(engine_server, tmp_path) -> None:
         assert client.mget([b"mc:" + k for k, *_ in items]) == [v for _, v, *_ in items]
         assert 590_000 <= client.pttl(b"mc:k:0") <= 600_000 and client.pttl(b"mc:k:1") == -1
         assert report.check.equal == 3001
+
+
+@pytest.mark.parametrize("ring", ["ketama", "ketama:3,1", "modula", "modula:1,2"])
+def test_the_ring_picks_the_copy_the_clients_read(engine_server, ring: str) -> None:
+    """Both servers hold a stale copy of every key; the clients then write the fresh one where their
+    ring sends it: python-memcached itself for modula, the server uhashring names for ketama."""
+    import memcache
+    from uhashring import HashRing
+
+    from snaptool.engines.memcached_ring import Ring
+
+    weights = [int(w) for w in ring.partition(":")[2].split(",")] if ":" in ring else [1, 1]
+    keys = [b"dup:%d" % i for i in range(300)]
+    with MemcachedServer() as one, MemcachedServer() as two:
+        servers = [one, two]
+        for mc in servers:
+            meta_set(mc.address, [(k, b"stale-" + k, 0, 0) for k in keys] + [(b"only:%d" % mc.port, b"x", 0, 0)])
+        if ring.startswith("modula"):
+            client = memcache.Client([(mc.endpoint, w) for mc, w in zip(servers, weights)])
+            for key in keys:
+                assert client.set(key.decode(), b"fresh-" + key)
+            client.disconnect_all()
+        else:
+            hashring = HashRing({mc.endpoint: {"weight": w} for mc, w in zip(servers, weights)}, hash_fn="ketama")
+            for mc in servers:
+                meta_set(mc.address, [(k, b"fresh-" + k, 0, 0) for k in keys
+                                      if hashring.get_node(k.decode()) == mc.endpoint])
+        fresh_on = [sum(v == b"fresh-" + k for k, (v, _) in memcached_holds(mc.address, keys).items())
+                    for mc in servers]
+        assert sum(fresh_on) == len(keys) and min(fresh_on) > 0, fresh_on  # the ring uses both servers
+        target = engine_server(ENGINE)
+        report = migrate_memcached(MigrateOptions((one.endpoint, two.endpoint), to=target.url, ring=Ring.parse(ring)))
+        client = target.client()
+        assert client.mget(keys) == [b"fresh-" + k for k in keys]
+        assert client.dbsize() == len(keys) + 2
+        assert report.duplicates == report.ring_chosen == len(keys) and report.ring == ring and report.ok
+
+
+def test_a_ring_naming_a_server_without_the_key_refuses(engine_server) -> None:
+    from uhashring import HashRing
+
+    from snaptool.engines.memcached_ring import Ring
+
+    with MemcachedServer() as one, MemcachedServer() as two, MemcachedServer() as three:
+        names = [mc.endpoint for mc in (one, two, three)]
+        hashring = HashRing(names, hash_fn="ketama")
+        keys = [b"k:%d" % i for i in range(50) if hashring.get_node("k:%d" % i) == three.endpoint][:5]
+        for mc in (one, two):
+            meta_set(mc.address, [(k, mc.endpoint.encode(), 0, 0) for k in keys])
+        target = engine_server(ENGINE)
+        with pytest.raises(DuplicateKeys, match="--ring ketama maps them to a server holding no copy"):
+            migrate_memcached(MigrateOptions(tuple(names), to=target.url, ring=Ring.parse("ketama")))
+        assert target.client().dbsize() == 0
+        report = migrate_memcached(MigrateOptions(tuple(names), to=target.url, ring=Ring.parse("ketama"),
+                                                  on_duplicate="first"))
+        assert target.client().mget(keys) == [one.endpoint.encode()] * len(keys)
+        assert report.duplicates == len(keys) and report.ring_chosen == 0
