@@ -5,6 +5,10 @@ the run scanner without building a Record each; other records take the general p
 when the target loads them and re-encoded otherwise (:mod:`snaptool.rdb.rewriter`). Each output is
 assembled at the end with its own header, AUX fields, exact RESIZEDB counts and CRC-64; all files
 are written under temporary names and renamed together, ``layout.json`` last.
+
+With several inputs, worker processes (one per input up to the number of cores) route the inputs
+into per-shard body files, then the same workers write the outputs, one file each: the parent
+copies and hashes no record itself, so the work spreads over the cores.
 """
 
 from __future__ import annotations
@@ -13,12 +17,12 @@ import contextlib
 import json
 import os
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ..errors import RdbError, SnaptoolError
+from ..errors import SnaptoolError
 from ..rdb.assembler import RdbAssembler, Written
 from ..rdb.checksum import key_slot
 from ..rdb.fastscan import Route, Run
@@ -30,6 +34,7 @@ from ..rdb.writer import header_aux
 from .dedupe import Keeper, find_duplicates
 from ..rdb.rewriter import Libraries, Rewriter, passthrough_mask
 from .rewrite import CombineReport, prepare_outputs
+from .split_workers import WorkerError, worker_pool
 
 Progress = Callable[[int, int], None]
 
@@ -104,10 +109,12 @@ class _Pass:
     """One pass over every input, routing records into one assembler per shard."""
 
     def __init__(self, paths: list[str], headers: list[Header], layout: SlotLayout, target: Target,
-                 db_rule: _DbRule, verify_checksum: bool) -> None:
+                 db_rule: _DbRule, verify_checksum: bool, *, spool_dir: str | None = None,
+                 tag: str = "") -> None:
         self.paths, self.headers, self.layout, self.target = paths, headers, layout, target
         self.db_rule, self.verify_checksum = db_rule, verify_checksum
-        self.assemblers = [RdbAssembler(target) for _ in layout.shards]
+        self.assemblers = [RdbAssembler(target, spool_dir=spool_dir, prefix=f"{tag}-{shard}-")
+                           for shard in range(len(layout.shards))]
         self.rewriter = Rewriter(target)
         self.libraries = Libraries()
         self.module_aux: dict[bytes, int] = {}
@@ -117,12 +124,12 @@ class _Pass:
         self.seen: dict[tuple[int, int], bytearray] = {}
         self._tmp: tempfile.TemporaryDirectory | None = None
 
-    def run(self, keeper: Keeper | None, progress: Progress | None, *, parallel: bool = False) -> None:
-        """Route every input; with ``parallel`` (and no keeper) one process per input, up to the
-        number of cores, each routing its file into temporary bodies the parent then takes over."""
-        workers = min(len(self.paths), os.cpu_count() or 1)
-        if parallel and keeper is None and workers > 1:
-            self._run_parallel(workers, progress)
+    def run(self, keeper: Keeper | None, progress: Progress | None,
+            pool: ProcessPoolExecutor | None = None) -> None:
+        """Route every input; with a ``pool`` (and no keeper) in its processes, each routing one
+        file into temporary bodies the parent then takes over."""
+        if pool is not None and keeper is None:
+            self._run_parallel(pool, progress)
             return
         done_bytes = 0
         for index, path in enumerate(self.paths):
@@ -160,23 +167,24 @@ class _Pass:
                 mine[:] = bytes(a | b for a, b in zip(mine, seen))
         return size
 
-    def _run_parallel(self, workers: int, progress: Progress | None) -> None:
+    def _run_parallel(self, pool: ProcessPoolExecutor, progress: Progress | None) -> None:
         # the workers' bodies stay in this directory until the outputs are written (close())
         self._tmp = tempfile.TemporaryDirectory(prefix="snaptool-split-")
-        tmp = self._tmp.name
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            plan = (self.paths, self.headers, self.layout, self.target, self.db_rule, self.verify_checksum)
-            futures = [pool.submit(_route_one, plan, index, tmp) for index in range(len(self.paths))]
-            done_bytes = 0
-            for index, future in enumerate(futures):  # taken over in input order
-                try:
-                    part, bodies, size = future.result()
-                except _WorkerError as exc:
-                    raise exc.rebuild() from None
-                self._absorb(part, bodies, index)
-                done_bytes += size
-                if progress is not None:
-                    progress(done_bytes, self.keys_in)
+        plan = (self.paths, self.headers, self.layout, self.target, self.db_rule, self.verify_checksum)
+        futures = [pool.submit(_route_one, plan, index, self._tmp.name) for index in range(len(self.paths))]
+        done_bytes = 0
+        for index, future in enumerate(futures):  # taken over in input order
+            try:
+                part, bodies, size = future.result()
+            except WorkerError as exc:
+                for queued in futures:
+                    queued.cancel()
+                wait(futures)  # no worker still writing into the directory about to go
+                raise exc.rebuild() from None
+            self._absorb(part, bodies, index)
+            done_bytes += size
+            if progress is not None:
+                progress(done_bytes, self.keys_in)
 
     def _absorb(self, part: "_Pass", bodies: list[tuple[int, int, str, int, int]], index: int) -> None:
         for shard, db, path, keys, expires in bodies:
@@ -238,35 +246,18 @@ class _Pass:
             self._tmp = None
 
 
-class _WorkerError(Exception):
-    """A snaptool error raised in a worker process, carried back as plain text."""
-
-    def __init__(self, kind: str, message: str, exit_code: int) -> None:
-        super().__init__(kind, message, exit_code)
-        self.kind, self.message, self.exit_code = kind, message, exit_code
-
-    def rebuild(self) -> SnaptoolError:
-        cls = RdbError if self.kind in ("RdbError", "ChecksumError", "UnsupportedError") else SnaptoolError
-        error = cls(self.message)
-        error.exit_code = self.exit_code
-        return error
-
-
 def _route_one(plan: tuple, index: int, tmp: str) -> tuple[_Pass, list, int]:
-    """In a worker process: route one input into a fresh pass, leave its bodies in files, return
-    the rest (the pass's counts, libraries, AUX fields and slot maps)."""
+    """In a worker process: route one input into a fresh pass whose bodies are files in ``tmp``,
+    return them and the rest (the pass's counts, libraries, AUX fields and slot maps)."""
     try:
-        plan = _Pass(*plan)
-        size = plan.run_input(index, None, None)
-        bodies = []
-        for shard, assembler in enumerate(plan.assemblers):
-            for db, path, keys, expires in assembler.export_bodies(tmp, f"{index}-{shard}"):
-                bodies.append((shard, db, path, keys, expires))
-            assembler.close()
-        plan.assemblers = []
-        return plan, bodies, size
+        part = _Pass(*plan, spool_dir=tmp, tag=str(index))
+        size = part.run_input(index, None, None)
+        bodies = [(shard, *body) for shard, assembler in enumerate(part.assemblers)
+                  for body in assembler.hand_over()]
+        part.assemblers = []
+        return part, bodies, size
     except SnaptoolError as exc:
-        raise _WorkerError(type(exc).__name__, str(exc), exc.exit_code) from None
+        raise WorkerError.of(exc) from None
 
 
 def split(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, layout: SlotLayout, *,
@@ -275,7 +266,8 @@ def split(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, layou
           progress: Progress | None = None) -> SplitReport:
     """Write ``out_dir/<shard>.rdb`` for every shard of ``layout`` and ``out_dir/layout.json``.
 
-    Several inputs are read in parallel, one process each up to the number of cores.
+    Several inputs are read in parallel, one process each up to the number of cores, and the
+    outputs written by the same processes.
 
     Several inputs, or databases mapped onto one, may hold the same key: such keys follow
     ``on_duplicate`` as in a merge (:mod:`snaptool.jobs.dedupe`). Keys can only meet in a slot
@@ -294,8 +286,9 @@ def split(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, layou
     db_rule = _DbRule(target, db_map or {})
     keeper = Keeper(None, on_duplicate)
     current = _Pass(paths, headers, layout, target, db_rule, verify_checksum)
+    pool = worker_pool(min(len(paths), os.cpu_count() or 1) if parallel else 1)
     try:
-        current.run(None, progress, parallel=parallel)
+        current.run(None, progress, pool)
         shared = current.shared_slots()
         if shared:
             duplicates = find_duplicates(paths, map_db=db_rule, verify_checksum=verify_checksum,
@@ -310,8 +303,10 @@ def split(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, layou
         prepare_outputs(current.assemblers, rewriter, libraries, current.module_aux,
                         header_aux(current.aux, headers[0], target), allow_lossy)
         stale = _previous_files(Path(out_dir)) - {f"{s.name}.rdb" for s in layout.shards}
-        written = _write_all(Path(out_dir), [s.name for s in layout.shards], current.assemblers)
+        written = _write_all(Path(out_dir), [s.name for s in layout.shards], current.assemblers, pool)
     finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
         current.close()
         keeper.close()
     report.keys_in = current.keys_in
@@ -341,20 +336,20 @@ def _previous_files(out_dir: Path) -> set[str]:
         return set()
 
 
-def _write_all(out_dir: Path, names: list[str], assemblers: list[RdbAssembler]) -> list[Written]:
-    """Every file under a temporary name first; renamed only when all are complete, after the old
-    layout.json is gone (the caller writes the new one last)."""
+def _write_all(out_dir: Path, names: list[str], assemblers: list[RdbAssembler],
+               pool: ProcessPoolExecutor | None) -> list[Written]:
+    """Every file under a temporary name first (each in its own worker when the records are all
+    in files); renamed only when all are complete, after the old layout.json is gone (the caller
+    writes the new one last)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    temps: list[Path] = []
+    temps = [out_dir / f".{name}.rdb.part" for name in names]
     try:
-        results = []
-        for name, assembler in zip(names, assemblers):
-            temp = out_dir / f".{name}.rdb.part"
-            temps.append(temp)
-            with open(temp, "wb", buffering=1 << 20) as f:
-                results.append(assembler.write(f))
-                f.flush()
-                os.fsync(f.fileno())
+        if pool is not None and all(a.portable for a in assemblers):
+            futures = [pool.submit(_write_one, a, temp) for a, temp in zip(assemblers, temps)]
+            wait(futures)  # all done before any error is raised: no file still being written
+            results = [future.result() for future in futures]
+        else:
+            results = [_write_one(a, temp) for a, temp in zip(assemblers, temps)]
         # An old layout.json would describe files about to change: without one, the set reads as
         # incomplete until the new layout.json (the commit point) is written.
         with contextlib.suppress(FileNotFoundError):
@@ -367,6 +362,15 @@ def _write_all(out_dir: Path, names: list[str], assemblers: list[RdbAssembler]) 
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
         raise
+
+
+def _write_one(assembler: RdbAssembler, path: Path) -> Written:
+    """One output file, complete and on disk."""
+    with open(path, "wb", buffering=1 << 20) as f:
+        written = assembler.write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    return written
 
 
 def _write_layout(out_dir: Path, report: SplitReport) -> None:

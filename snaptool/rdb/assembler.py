@@ -2,8 +2,10 @@
 
 Split, merge and reshard produce records for many output files and databases at once, in input
 order. Each database's records go to a spooled temporary body (memory first, disk beyond a few
-MB); :meth:`RdbAssembler.write` then emits the header, functions, module data and every database
-with a RESIZEDB that is right for this file, and the CRC-64.
+MB), or straight to a named file when another process will take them over;
+:meth:`RdbAssembler.write` then emits the header, functions, module data and every database with a
+RESIZEDB that is right for this file, and the CRC-64. An assembler whose records all sit in named
+files can be pickled, so several outputs can be written by several processes at once.
 """
 
 from __future__ import annotations
@@ -28,13 +30,14 @@ class DbCounts:
 
 
 class _Body:
-    """One database's records: a spooled file and a writer encoding records into it."""
+    """One database's records: those written here (a file opened on first use) followed by files
+    of records written by another process, in order."""
 
-    def __init__(self, target: Target) -> None:
-        self.file: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=_SPOOL_MEMORY)
-        self.writer = RdbWriter(self.file, target)
+    def __init__(self) -> None:
+        self.file: IO[bytes] | None = None
+        self.writer: RdbWriter | None = None
+        self.path = ""
         self.counts = DbCounts()
-        #: files of records written elsewhere (another process), appended after ``file`` in order
         self.parts: list[str] = []
 
 
@@ -63,23 +66,35 @@ class _Hashing:
 class RdbAssembler:
     """Collect records per database, then write one complete RDB file for ``target``."""
 
-    def __init__(self, target: Target, aux: Iterable[tuple[bytes, bytes]] = ()) -> None:
+    def __init__(self, target: Target, aux: Iterable[tuple[bytes, bytes]] = (), *,
+                 spool_dir: str | None = None, prefix: str = "") -> None:
+        """With ``spool_dir``, records written here go to files ``<prefix><db>.body`` in it (for
+        another process to take over, :meth:`hand_over`) instead of anonymous spooled files."""
         self.target = target
         self.aux = list(aux)
         self.functions: list[bytes] = []
         #: (when, raw) of MODULE_AUX items: when 1 goes before the keyspace, 2 after it
         self.module_aux: list[tuple[int, bytes]] = []
         self._bodies: dict[int, _Body] = {}
+        self._spool_dir, self._prefix = spool_dir, prefix
 
     def body(self, db: int) -> _Body:
         body = self._bodies.get(db)
         if body is None:
-            body = self._bodies[db] = _Body(self.target)
+            body = self._bodies[db] = _Body()
         return body
 
     def writer(self, db: int) -> RdbWriter:
         """A writer for records of database ``db``; count them with :meth:`counted`."""
-        return self.body(db).writer
+        body = self.body(db)
+        if body.writer is None:
+            if self._spool_dir is None:
+                body.file = tempfile.SpooledTemporaryFile(max_size=_SPOOL_MEMORY)
+            else:
+                body.path = os.path.join(self._spool_dir, f"{self._prefix}{db}.body")
+                body.file = open(body.path, "w+b")
+            body.writer = RdbWriter(body.file, self.target)
+        return body.writer
 
     def counted(self, db: int, keys: int, expires: int) -> None:
         counts = self.body(db).counts
@@ -87,28 +102,26 @@ class RdbAssembler:
         counts.expires += expires
 
     def add_raw(self, db: int, data: bytes | bytearray, keys: int, expires: int) -> None:
-        """Records already in the target's format (a routed run of passthrough records)."""
-        body = self.body(db)
-        body.writer.raw(bytes(data))
-        body.counts.keys += keys
-        body.counts.expires += expires
+        """Records already in the target's format (a routed run of passthrough records), written
+        through at once: no copy is kept, so the caller may reuse ``data``."""
+        self.writer(db).flush()  # records encoded before these stay in front of them
+        self.body(db).file.write(data)
+        self.counted(db, keys, expires)
 
-    def export_bodies(self, directory: str, prefix: str) -> list[tuple[int, str, int, int]]:
-        """Leave each database's records in a file (for another process to take over):
-        (db, path, keys, expires) per database."""
+    def hand_over(self) -> list[tuple[int, str, int, int]]:
+        """Close the files of records written here (``spool_dir`` given) and forget them, for
+        another process to :meth:`add_file`: (db, path, keys, expires) per database."""
         out = []
         for db, body in self._bodies.items():
-            body.writer.flush()
-            body.file.seek(0)
-            path = os.path.join(directory, f"{prefix}-{db}.body")
-            with open(path, "wb") as f:
-                while chunk := body.file.read(_COPY):
-                    f.write(chunk)
-            out.append((db, path, body.counts.keys, body.counts.expires))
+            if body.writer is not None:
+                body.writer.flush()
+                body.file.close()
+                out.append((db, body.path, body.counts.keys, body.counts.expires))
+        self._bodies.clear()
         return out
 
     def add_file(self, db: int, path: str, keys: int, expires: int) -> None:
-        """Records another process left in a file (see :meth:`export_bodies`); the file is read
+        """Records another process left in a file (see :meth:`hand_over`); the file is read
         when this one is written, so it must exist until then."""
         body = self.body(db)
         body.parts.append(path)
@@ -128,17 +141,16 @@ class RdbAssembler:
         databases = {}
         for db in sorted(self._bodies):
             body = self._bodies[db]
-            body.writer.flush()
             if not body.counts.keys:
                 continue
             writer.select_db(db, body.counts.keys, body.counts.expires)
-            body.file.seek(0)
-            while chunk := body.file.read(_COPY):
-                writer.raw(chunk)
+            if body.writer is not None:
+                body.writer.flush()
+                body.file.seek(0)
+                _copy(body.file, writer)
             for part in body.parts:
                 with open(part, "rb") as f:
-                    while chunk := f.read(_COPY):
-                        writer.raw(chunk)
+                    _copy(f, writer)
             databases[db] = body.counts
         for when, raw in self.module_aux:
             if when == 2:
@@ -146,7 +158,18 @@ class RdbAssembler:
         crc = writer.finish()
         return Written(writer.bytes_written, hashing.sha256.hexdigest(), crc, databases)
 
+    @property
+    def portable(self) -> bool:
+        """Whether every record is in a named file, so that another process can write this file."""
+        return all(body.writer is None for body in self._bodies.values())
+
     def close(self) -> None:
         for body in self._bodies.values():
-            body.file.close()
+            if body.file is not None:
+                body.file.close()
         self._bodies.clear()
+
+
+def _copy(source: BinaryIO, writer: RdbWriter) -> None:
+    while chunk := source.read(_COPY):
+        writer.raw(chunk)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -209,6 +210,40 @@ def test_parallel_and_sequential_reads_write_the_same_files(snapshots, tmp_path:
     assert parallel.keys_in == sequential.keys_in == parallel.keys_out == five.keys_out
     for shard in parallel.shards:
         assert (tmp_path / "par" / shard.file).read_bytes() == (tmp_path / "seq" / shard.file).read_bytes()
+
+
+def test_parallel_split_leaves_no_temporary_files(snapshots, tmp_path: Path, monkeypatch) -> None:
+    """The workers' bodies and the partial outputs are gone afterwards, also when an input fails."""
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spool))
+    name = sorted(snapshots)[0]
+    four = split([snapshots[name]], tmp_path / "four", SlotLayout.even(4), db_map=DB_MAP, on_duplicate="first")
+    inputs = [tmp_path / "four" / s.file for s in four.shards]
+    report = split(inputs, tmp_path / "out", SlotLayout.even(3))
+    held = [len(keys_of(tmp_path / "out" / s.file)) for s in report.shards]
+    assert held == [sum(s.keys.values()) for s in report.shards]
+    assert sum(held) == report.keys_out == four.keys_out
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == ["layout.json", *(s.file for s in report.shards)]
+    assert not list(spool.iterdir())
+    bad = tmp_path / "bad.rdb"
+    bad.write_bytes(inputs[2].read_bytes()[:-5])
+    with pytest.raises(SnaptoolError, match="bad.rdb"):
+        split([inputs[0], inputs[1], bad, inputs[3]], tmp_path / "failed", SlotLayout.even(3))
+    assert not (tmp_path / "failed").exists() or not list((tmp_path / "failed").iterdir())
+    assert not list(spool.iterdir())
+
+
+def test_split_of_inputs_sharing_keys_keeps_one_copy(tmp_path: Path) -> None:
+    """Duplicates send the inputs through a second pass in this process; the outputs are then
+    written here, not by the workers, and still hold every key once."""
+    a = _file(tmp_path / "a.rdb", "redis-7.0", {b"k%d" % i: b"a" for i in range(60)})
+    b = _file(tmp_path / "b.rdb", "redis-7.0", {b"k%d" % i: b"b" for i in range(30, 90)})
+    report = split([a, b], tmp_path / "out", SlotLayout.even(2), on_duplicate="last")
+    assert report.duplicates == report.duplicates_dropped == 30 and report.keys_out == 90
+    values = {r.key: r.value() for s in report.shards for r in records(tmp_path / "out" / s.file)}
+    assert values == {b"k%d" % i: b"a" if i < 30 else b"b" for i in range(90)}
 
 
 def _expiring(path: Path, expire_ms: int) -> Path:
