@@ -22,14 +22,11 @@ import platform
 import random
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
-from typing import Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -327,34 +324,13 @@ def machine(tools: dict[str, str] | None = None) -> dict:
 
 
 # ----------------------------------------------------------------------------- S3 and large files
-@contextlib.contextmanager
-def moto_server(**env: str) -> Iterator[tuple[str, int]]:
-    """moto's S3 server (real HTTP) in its own process on a free loopback port; yields its URL and
-    process id. ``env`` adds to its environment (e.g. ``S3_UPLOAD_PART_MIN_SIZE``)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **env})
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    try:
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("moto server did not start (is moto[server] installed in .venv?)")
-                time.sleep(0.1)
-        yield url, proc.pid
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+def moto_server(**env: str) -> contextlib.AbstractContextManager[tuple[str, int]]:
+    """moto's S3 server (real HTTP) in its own process on a free loopback port, as the tests start
+    it (tests/s3_support.py); yields its URL and process id."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from s3_support import moto_process
+
+    return moto_process(**env)
 
 
 def aws_environment(endpoint: str, work: Path, region: str = "us-east-1") -> dict[str, str]:

@@ -34,8 +34,10 @@ import pytest
 
 
 @contextlib.contextmanager
-def moto_server(**env: str) -> Iterator[str]:
-    """A moto server on a free loopback port; yields its URL."""
+def moto_process(**env: str) -> Iterator[tuple[str, int]]:
+    """moto's server (real HTTP) in its own process on a free loopback port, ``env`` added to its
+    environment; yields its URL and process id. RuntimeError when it does not start (the
+    benchmarks in scripts/ use this too)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -50,15 +52,30 @@ def moto_server(**env: str) -> Iterator[str]:
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.skip("moto server did not start")
+                    raise RuntimeError("moto server did not start (is moto[server] installed?)") from None
                 time.sleep(0.1)
-        yield url
+        yield url, proc.pid
     finally:
         proc.terminate()
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
+def moto_server(**env: str) -> Iterator[str]:
+    """A moto server for a test (skipped when moto cannot start); yields its URL."""
+    try:
+        server = moto_process(**env)
+        url, _ = server.__enter__()
+    except RuntimeError as exc:
+        pytest.skip(str(exc))
+    try:
+        yield url
+    finally:
+        server.__exit__(None, None, None)
 
 
 def aws_environment(monkeypatch: pytest.MonkeyPatch, endpoint: str, tmp_path: Path,
