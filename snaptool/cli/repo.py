@@ -118,7 +118,8 @@ def _describe(m: Manifest) -> str:
     shards = f"{len(m.files)} shards" if m.sharded else "1 file"
     tags = f"  [{', '.join(m.tags)}]" if m.tags else ""
     locked = f"  (encrypted: {m.encryption.get('scheme')})" if m.encryption else ""
-    return (f"{m.id}  {m.kind:<9} {m.keys:>12,} keys {human_bytes(m.size):>11}  {shards:<10} "
+    kind = f"{m.kind}{'*' if m.pinned else ''}"
+    return (f"{m.id}  {kind:<10} {m.keys:>12,} keys {human_bytes(m.size):>11}  {shards:<10} "
             f"{m.source.get('url', '')}{tags}{locked}")
 
 
@@ -271,7 +272,8 @@ def drill_command(snapshot: str, repo: Repository, engine: str | None, target: s
     if as_json:
         emit_json(report.to_json())
     else:
-        click.echo(f"drill {report.snapshot} on {report.engine}: {'PASSED' if report.ok else 'FAILED'} "
+        where = f" on {report.engine}" if report.engine else ""
+        click.echo(f"drill {report.snapshot}{where}: {'PASSED' if report.ok else 'FAILED'} "
                    f"({report.keys:,} keys, {report.seconds:.1f}s)")
     if not report.ok:
         failed = next(c for c in report.checks if not c.ok)
@@ -302,6 +304,8 @@ def snapshots_command(repo: Repository, as_json: bool) -> None:
         emit_json([{"id": e.id, "complete": e.complete, "problem": e.problem,
                     **({"manifest": e.manifest.to_json()} if e.manifest else {})} for e in listing])
         return
+    if any(e.manifest is not None and e.manifest.pinned for e in listing):
+        click.echo("(* pinned: never removed by prune)", err=True)
     for entry in listing:
         if entry.manifest is not None:
             click.echo(_describe(entry.manifest))
@@ -324,6 +328,8 @@ def show_command(snapshot: str, repo: Repository, as_json: bool) -> None:
     click.echo(_describe(m))
     click.echo(f"  created {m.created} by {m.tool.get('name')} {m.tool.get('version')} in {m.seconds:.1f}s; "
                f"source {m.source.get('type')} {m.source.get('engine') or ''}")
+    if m.pinned:
+        click.echo("  pinned: never removed by prune (snaptool snapshots unpin ID to release)")
     if m.encryption:
         click.echo(f"  encrypted at rest: {_encryption_line(m.encryption)}")
     for f in m.files:

@@ -30,6 +30,7 @@ def gc(repo: Repository, *, dry_run: bool = True, min_age_seconds: float = 3600.
     now = now or datetime.now(timezone.utc)
     report = GcReport()
     catalog = Catalog(repo)
+    catalog.require("collect")
     with contextlib.nullcontext() if dry_run else exclusive_lock(repo, "gc"):
         _collect(catalog, report, dry_run, min_age_seconds, now)
     return report

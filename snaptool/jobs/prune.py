@@ -333,6 +333,7 @@ def prune(repo: Repository, policy: Policy, *, now: datetime | None = None, dry_
     policy.validate()
     fields = _check_group_by(group_by)
     report = PruneReport(policy=str(policy), dry_run=dry_run)
+    Catalog(repo).require("prune")
     if break_lock:
         report.broken_locks = ([x for x in list_locks(repo) if x.stale(now)] if dry_run
                                else break_locks(repo, clock=clock))

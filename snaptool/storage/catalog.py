@@ -53,6 +53,13 @@ class Catalog:
     def __init__(self, repo: Repository) -> None:
         self.repo = repo
 
+    def require(self, purpose: str) -> None:
+        """Refuse to ``purpose`` (prune, gc) where no backup was ever written: a mistyped --repo
+        in a cron line must fail loudly, not report "nothing to remove" and leave a lock behind."""
+        if not self.repo.exists(SNAPSHOTS):
+            raise RepositoryError(f"no snaptool repository at {self.repo.url} (no snapshots/ there); "
+                                  f"nothing to {purpose}: check --repo")
+
     def list(self) -> list[Listing]:
         """Every snapshot directory, oldest first (ids sort by time)."""
         out = []

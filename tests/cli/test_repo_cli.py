@@ -182,6 +182,30 @@ def test_snapshots_lists_and_relabels_for_retention(tmp_path: Path) -> None:
     assert_one_line_error(snaptool("snapshots", "promote", "nope", "--repo", repo), 1, "no complete snapshot 'nope'")
 
 
+def test_backup_pin_is_shown_and_kept_by_prune(tmp_path: Path) -> None:
+    repo = str(tmp_path / "repo")
+    made = json.loads(snaptool("backup", str(SAMPLE), "--repo", repo, "--kind", "automatic", "--pin",
+                               "--json").stdout)
+    assert made["pinned"] is True
+    listed = snaptool("snapshots", "--repo", repo)
+    assert f"{made['id']}  automatic*" in listed.stdout.decode() and b"* pinned" in listed.stderr
+    assert b"pinned: never removed by prune" in snaptool("show", "latest", "--repo", repo).stdout
+    pruned = snaptool("prune", "--retention-days", "0", "--repo", repo, "--json")
+    assert pruned.returncode == 0, pruned.stderr
+    (decision,) = json.loads(pruned.stdout)["decisions"]
+    assert decision["outcome"] == "kept" and "pinned" in decision["reasons"]
+
+
+def test_a_drill_that_fails_before_choosing_an_engine_says_so_plainly(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    manifest = json.loads(snaptool("backup", str(SAMPLE), "--repo", str(repo), "--json").stdout)
+    stored = repo / "snapshots" / manifest["id"] / manifest["files"][0]["name"]
+    stored.write_bytes(b"X" + stored.read_bytes()[1:])  # fails the sha256, before any engine is chosen
+    result = snaptool("drill", "--repo", str(repo))
+    assert result.returncode == 4
+    assert f"drill {manifest['id']}: FAILED".encode() in result.stdout
+
+
 # Holds the repository's exclusive lock (as a prune or gc does) until told to let go on stdin.
 _HOLD = ("import sys; from snaptool.storage.lock import exclusive_lock; from snaptool.storage.repository import "
          "Repository\nwith exclusive_lock(Repository.open(sys.argv[1]), sys.argv[2]) as lease:\n"

@@ -402,6 +402,34 @@ def test_the_encrypted_loop_from_the_command_line(tmp_path: Path, engine_server)
     assert drilled.returncode == 0, drilled.stderr
 
 
+def test_several_recipients_and_kms_from_the_command_line(s3_env: str, tmp_path: Path) -> None:
+    """--recipient is repeatable and takes a --recipients-file beside it: any one identity opens the
+    snapshot; a KMS snapshot restores and drills with no key option at all."""
+    keys = [tmp_path / f"key{i}.txt" for i in range(3)]
+    recipients = [run_cli("key", "generate", "-o", str(k)).stdout.decode().strip() for k in keys]
+    listed = tmp_path / "recipients.txt"
+    listed.write_text(f"# the standby site\n{recipients[2]}\n")
+    repo = str(tmp_path / "repo")
+    sample = str(FIXTURES / "redis-7.0.rdb")
+    done = run_cli("backup", sample, "--repo", repo, "--encrypt", "age", "--recipient", recipients[0],
+                   "--recipient", recipients[1], "--recipients-file", str(listed), "--json")
+    assert done.returncode == 0, done.stderr
+    assert sorted(json.loads(done.stdout)["encryption"]["recipients"]) == sorted(recipients)
+    for key in keys:
+        drilled = run_cli("drill", "latest", "--repo", repo, "--identity", str(key))
+        assert drilled.returncode == 0, drilled.stderr
+
+    arn = kms_key("us-east-1")
+    kms_repo = str(tmp_path / "kms-repo")
+    done = run_cli("backup", sample, "--repo", kms_repo, "--encrypt", "kms", "--kms-key-id", arn)
+    assert done.returncode == 0, done.stderr
+    assert run_cli("drill", "latest", "--repo", kms_repo).returncode == 0
+    restored = run_cli("restore", "latest", "--repo", kms_repo, "--to-dir", str(tmp_path / "out"), "--json")
+    assert restored.returncode == 0, restored.stderr
+    report = json.loads(restored.stdout)
+    assert report["validation"]["ok"] and report["decrypted_with"] == f"KMS key {arn}"
+
+
 def test_bad_encryption_options_are_refused_before_anything_is_read(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     sample = str(FIXTURES / "redis-7.0.rdb")

@@ -390,7 +390,7 @@ def test_a_snapshot_that_cannot_be_deleted_is_reported_and_the_rest_go_on(tmp_pa
 
 # --------------------------------------------------------------------------- the commands
 
-# Registers the commands as snaptool.cli.main does once it lists them, then runs main() for real.
+# main() for real, in a child process
 _MAIN = "import sys; from snaptool.cli.main import main; sys.exit(main(sys.argv[1:]))"
 
 
@@ -405,6 +405,14 @@ def one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> str:
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
     return lines[0]
+
+
+def test_prune_and_gc_refuse_a_repository_that_does_not_exist(tmp_path: Path) -> None:
+    """A mistyped --repo in a cron line fails loudly and creates nothing."""
+    missing = tmp_path / "no-such-repo"
+    for args in (["prune", "--keep-last", "1"], ["prune", "--keep-last", "1", "--dry-run"], ["gc", "--apply"], ["gc"]):
+        one_line_error(snaptool(*args, "--repo", str(missing)), f"no snaptool repository at {missing}", "--repo")
+        assert not missing.exists()
 
 
 def test_prune_from_the_command_line(tmp_path: Path) -> None:
