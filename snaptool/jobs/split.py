@@ -17,10 +17,11 @@ import contextlib
 import json
 import os
 import tempfile
-from concurrent.futures import ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from ..errors import SnaptoolError
 from ..rdb.assembler import RdbAssembler, Written
@@ -34,7 +35,7 @@ from ..rdb.writer import header_aux
 from .dedupe import Keeper, find_duplicates
 from ..rdb.rewriter import Libraries, Rewriter, passthrough_mask
 from .rewrite import CombineReport, prepare_outputs
-from .split_workers import WorkerError, worker_pool
+from .split_workers import WorkerError, progress_of, totals, worker_pool
 
 Progress = Callable[[int, int], None]
 
@@ -125,11 +126,11 @@ class _Pass:
         self._tmp: tempfile.TemporaryDirectory | None = None
 
     def run(self, keeper: Keeper | None, progress: Progress | None,
-            pool: ProcessPoolExecutor | None = None) -> None:
+            pool: ProcessPoolExecutor | None = None, counters: Any = None) -> None:
         """Route every input; with a ``pool`` (and no keeper) in its processes, each routing one
-        file into temporary bodies the parent then takes over."""
+        file into temporary bodies the parent then takes over, reporting through ``counters``."""
         if pool is not None and keeper is None:
-            self._run_parallel(pool, progress)
+            self._run_parallel(pool, progress, counters)
             return
         done_bytes = 0
         for index, path in enumerate(self.paths):
@@ -167,11 +168,18 @@ class _Pass:
                 mine[:] = bytes(a | b for a, b in zip(mine, seen))
         return size
 
-    def _run_parallel(self, pool: ProcessPoolExecutor, progress: Progress | None) -> None:
+    def _run_parallel(self, pool: ProcessPoolExecutor, progress: Progress | None, counters: Any) -> None:
         # the workers' bodies stay in this directory until the outputs are written (close())
         self._tmp = tempfile.TemporaryDirectory(prefix="snaptool-split-")
         plan = (self.paths, self.headers, self.layout, self.target, self.db_rule, self.verify_checksum)
         futures = [pool.submit(_route_one, plan, index, self._tmp.name) for index in range(len(self.paths))]
+        pending = set(futures)
+        while pending:  # progress as the workers report it, until all are done or one failed
+            done, pending = wait(pending, timeout=0.5, return_when=FIRST_EXCEPTION)
+            if progress is not None and counters is not None:
+                progress(*totals(counters))
+            if any(f.exception() is not None for f in done):
+                break
         done_bytes = 0
         for index, future in enumerate(futures):  # taken over in input order
             try:
@@ -183,8 +191,8 @@ class _Pass:
                 raise exc.rebuild() from None
             self._absorb(part, bodies, index)
             done_bytes += size
-            if progress is not None:
-                progress(done_bytes, self.keys_in)
+        if progress is not None:
+            progress(done_bytes, self.keys_in)  # to the last byte (the EOF and CRC-64 included)
 
     def _absorb(self, part: "_Pass", bodies: list[tuple[int, int, str, int, int]], index: int) -> None:
         for shard, db, path, keys, expires in bodies:
@@ -251,13 +259,16 @@ def _route_one(plan: tuple, index: int, tmp: str) -> tuple[_Pass, list, int]:
     return them and the rest (the pass's counts, libraries, AUX fields and slot maps)."""
     try:
         part = _Pass(*plan, spool_dir=tmp, tag=str(index))
-        size = part.run_input(index, None, None)
+        size = part.run_input(index, None, progress_of(index))
         bodies = [(shard, *body) for shard, assembler in enumerate(part.assemblers)
                   for body in assembler.hand_over()]
         part.assemblers = []
         return part, bodies, size
     except SnaptoolError as exc:
         raise WorkerError.of(exc) from None
+    except OSError as exc:  # a full temporary directory, most likely: say which one
+        raise WorkerError("SnaptoolError", f"routing {plan[0][index]} into the temporary directory {tmp}: "
+                          f"{exc.strerror or exc} (TMPDIR chooses where it is)", 1) from None
 
 
 def split(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, layout: SlotLayout, *,
@@ -286,9 +297,10 @@ def split(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, layou
     db_rule = _DbRule(target, db_map or {})
     keeper = Keeper(None, on_duplicate)
     current = _Pass(paths, headers, layout, target, db_rule, verify_checksum)
-    pool = worker_pool(min(len(paths), os.cpu_count() or 1) if parallel else 1)
+    pool, counters = worker_pool(min(len(paths), os.cpu_count() or 1) if parallel else 1, len(paths))
+    created = not Path(out_dir).exists()
     try:
-        current.run(None, progress, pool)
+        current.run(None, progress, pool, counters)
         shared = current.shared_slots()
         if shared:
             duplicates = find_duplicates(paths, map_db=db_rule, verify_checksum=verify_checksum,
@@ -302,8 +314,17 @@ def split(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, layou
         rewriter, libraries = current.rewriter, current.libraries
         prepare_outputs(current.assemblers, rewriter, libraries, current.module_aux,
                         header_aux(current.aux, headers[0], target), allow_lossy)
-        stale = _previous_files(Path(out_dir)) - {f"{s.name}.rdb" for s in layout.shards}
+        stale = _previous_files(Path(out_dir)) - {f"{s.name}.rdb" for s in layout.shards} \
+            - {Path(p).name for p in paths if Path(p).resolve().parent == Path(out_dir).resolve()}
         written = _write_all(Path(out_dir), [s.name for s in layout.shards], current.assemblers, pool)
+    except BaseException as exc:
+        if created:  # nothing was written: leave no empty directory behind either
+            with contextlib.suppress(OSError):
+                Path(out_dir).rmdir()
+        if isinstance(exc, BrokenProcessPool):
+            raise SnaptoolError(f"a worker process of the split died (killed, or out of memory?); nothing was "
+                                f"written to {out_dir}") from None
+        raise
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
@@ -357,10 +378,12 @@ def _write_all(out_dir: Path, names: list[str], assemblers: list[RdbAssembler],
         for name, temp in zip(names, temps):
             os.replace(temp, out_dir / f"{name}.rdb")
         return results
-    except BaseException:
+    except BaseException as exc:
         for temp in temps:
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
+        if isinstance(exc, OSError) and not exc.filename:  # a full disk: say where
+            raise SnaptoolError(f"writing the shard files in {out_dir}: {exc.strerror or exc}") from None
         raise
 
 
@@ -377,5 +400,11 @@ def _write_layout(out_dir: Path, report: SplitReport) -> None:
     data = {"target": report.target, "rdb_version": report.rdb_version, "inputs": report.inputs,
             "keys": report.keys_out, "shards": [asdict(s) for s in report.shards]}
     temp = out_dir / ".layout.json.part"
-    temp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(temp, out_dir / "layout.json")
+    try:
+        temp.write_text(json.dumps(data, indent=2) + "\n")
+        os.replace(temp, out_dir / "layout.json")
+    except OSError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+        raise SnaptoolError(f"writing {out_dir / 'layout.json'}: {exc.strerror or exc} (the shard files are "
+                            "written; without layout.json the set reads as incomplete)") from None

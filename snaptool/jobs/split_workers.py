@@ -8,25 +8,57 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import multiprocessing
+import signal
 from concurrent.futures import ProcessPoolExecutor
+from typing import Any, Callable
 
 from ..errors import RdbError, SnaptoolError
 
 _M_TOP_PAD = -2  # glibc mallopt(): bytes kept at the top of the heap when it shrinks
 _TOP_PAD = 16 << 20
+#: in a worker: bytes and keys routed so far, per input (two slots per input), shared with the parent
+_counters: Any = None
 
 
-def worker_pool(count: int) -> ProcessPoolExecutor | None:
-    """``count`` worker processes; none when one process would do the work alone."""
-    return ProcessPoolExecutor(max_workers=count, initializer=_keep_freed_memory) if count > 1 else None
+def worker_pool(count: int, inputs: int) -> tuple[ProcessPoolExecutor | None, Any]:
+    """``count`` worker processes (none when one process would do the work alone) and the shared
+    counters through which they report progress on each of ``inputs`` inputs."""
+    if count <= 1:
+        return None, None
+    counters = multiprocessing.RawArray("q", 2 * inputs)
+    return ProcessPoolExecutor(max_workers=count, initializer=_start_worker, initargs=(counters,)), counters
 
 
-def _keep_freed_memory() -> None:
+def _start_worker(counters: Any) -> None:
     """Routing allocates and frees buffers of a megabyte or so all the time; by default glibc hands
     freed heap back to the kernel at once, and every page faults back in on the next buffer (half
-    the routing time went to that). A 16 MB pad keeps them, for a few MB more peak RSS."""
+    the routing time went to that). A 16 MB pad keeps them, for a few MB more peak RSS.
+    Ctrl-C ends a worker quietly (the default action): the parent reports the interruption and
+    removes what the workers had written."""
+    global _counters
+    _counters = counters
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to tune
         ctypes.CDLL(None).mallopt(_M_TOP_PAD, _TOP_PAD)
+
+
+def progress_of(index: int) -> Callable[[int, int], None] | None:
+    """In a worker: the progress callback for input ``index`` (bytes and keys so far)."""
+    counters = _counters
+    if counters is None:
+        return None
+
+    def report(done: int, keys: int) -> None:
+        counters[2 * index] = done
+        counters[2 * index + 1] = keys
+
+    return report
+
+
+def totals(counters: Any) -> tuple[int, int]:
+    """In the parent: bytes and keys routed so far over every input."""
+    return sum(counters[0::2]), sum(counters[1::2])
 
 
 class WorkerError(Exception):

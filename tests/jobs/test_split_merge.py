@@ -282,6 +282,16 @@ def test_outputs_never_replace_inputs_and_old_shards_go(snapshots, tmp_path: Pat
         merge([source], source)
     split([source], tmp_path / "d", SlotLayout.even(2))
     assert sorted(p.name for p in (tmp_path / "d").glob("*.rdb")) == ["shard-0001.rdb", "shard-0002.rdb"]
+    # an input of the earlier layout's, split again into that directory, is never removed as stale
+    split([source], tmp_path / "d", SlotLayout.even(3))
+    third = tmp_path / "d" / "shard-0003.rdb"
+    kept = third.read_bytes()
+    split([third], tmp_path / "d", SlotLayout.even(2))
+    assert third.read_bytes() == kept
+    assert not (tmp_path / "e").exists()
+    with pytest.raises(SnaptoolError):
+        split([source, str(tmp_path / "missing.rdb")], tmp_path / "e", SlotLayout.even(2))
+    assert not (tmp_path / "e").exists()  # a failed split leaves no directory it made
 
 
 @pytest.mark.parametrize("policy,kept", [("first", b"a"), ("last", b"b")])
