@@ -8,6 +8,11 @@ which only keeps it when its SHA-256 equals the manifest's. Files are checked ag
 (the stored object's size and SHA-256), the manifest is copied last, as it was, so the copy exists
 only when complete. A rerun skips files already at the destination and verified, so an interrupted
 copy resumes where it stopped.
+
+The copy holds a shared lease on the destination (as a backup does): ``gc`` judges a leftover's age
+by its snapshot id, so the files of an old snapshot being copied look like old garbage, and only
+the lease keeps ``gc``/``prune`` (which take the exclusive one) away while they are written. Every
+file is looked at once more just before the manifest goes in.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any, Callable
 from ..errors import SnaptoolError
 from ..storage.catalog import Catalog, file_path
 from ..storage.errors import RepositoryError
+from ..storage.lock import shared_lock
 from ..storage.manifest import MANIFEST, FileEntry, Manifest
 from ..storage.repository import Repository
 from ..storage.s3 import hex_to_b64
@@ -95,21 +101,24 @@ def copy_snapshot(spec: str, source: Repository, dest: Repository, options: Copy
     present = _present_manifest(dest, manifest)
     server = _server_side(source, dest, manifest, options)
     report = CopyReport(manifest.id, source.url, dest.url, server)
-    for entry in manifest.files:
-        if not entry.name.startswith(manifest.id):
-            raise CopyError(f"{source.where(file_path(manifest.id, entry.name))}: the file does not carry "
-                            f"the snapshot id {manifest.id}")
-        rel = file_path(manifest.id, entry.name)
-        size, sha = _stored(entry)
-        done = _finished(dest, rel, size, sha)
-        if done is None:
-            done = _copy_file(source, dest, rel, entry.name, size, sha, server, options, progress)
-        report.files.append(done)
-    if present == raw:
-        report.manifest = "already there"
-    else:
-        dest.write_bytes(manifest_rel, raw)
-        report.manifest = "copied"
+    with shared_lock(dest, "copy") as lease:  # gc and prune wait until the manifest is in
+        for entry in manifest.files:
+            if not entry.name.startswith(manifest.id):
+                raise CopyError(f"{source.where(file_path(manifest.id, entry.name))}: the file does not carry "
+                                f"the snapshot id {manifest.id}")
+            rel = file_path(manifest.id, entry.name)
+            size, sha = _stored(entry)
+            done = _finished(dest, rel, size, sha)
+            if done is None:
+                done = _copy_file(source, dest, rel, entry.name, size, sha, server, options, progress)
+            report.files.append(done)
+        _check_still_there(dest, manifest)
+        lease.check()
+        if present == raw:
+            report.manifest = "already there"
+        else:
+            dest.write_bytes(manifest_rel, raw)
+            report.manifest = "copied"
     report.seconds = round(time.monotonic() - started, 3)
     return report
 
@@ -119,6 +128,19 @@ def _stored(entry: FileEntry) -> tuple[int, str]:
     if entry.stored_size is not None and entry.stored_sha256:
         return entry.stored_size, entry.stored_sha256
     return entry.size, entry.sha256
+
+
+def _check_still_there(dest: Repository, manifest: Manifest) -> None:
+    """A HEAD of every copied file just before the manifest: one removed or cut since it was checked
+    (by anything that ignored the lease) must not end up named by a manifest."""
+    for entry in manifest.files:
+        rel = file_path(manifest.id, entry.name)
+        size, _ = _stored(entry)
+        info = dest.head(rel)
+        if info is None or info.size != size:
+            found = "is gone" if info is None else f"has {info.size:,} bytes, not {size:,}"
+            raise CopyError(f"{dest.where(rel)} {found} since it was copied; no manifest was written "
+                            "(run the copy again)")
 
 
 def _present_manifest(dest: Repository, manifest: Manifest) -> bytes | None:

@@ -8,7 +8,9 @@ writes one ``<name>-000N.rdb`` object per shard; polls again; streams every obje
 repository through :func:`~snaptool.jobs.ingest.ingest` (sha256, CRC-64 and counts in one pass),
 with the slot ranges ElastiCache reports for node group 000N; writes the manifest last; then
 deletes the exported objects and the manual snapshot (manual snapshots never expire) unless asked
-to keep them. A failure on the way cleans up the same way and leaves no manifest.
+to keep them. A failure on the way cleans up the same way and leaves no manifest: once CopySnapshot
+was asked for, the bucket is listed for what ElastiCache wrote, since an export that times out or
+fails may already have written some of its files.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -59,7 +61,7 @@ class ElastiCacheBackupOptions:
 class _Run:
     options: ElastiCacheBackupOptions
     created_snapshot: str | None = None
-    exported: list[str] = field(default_factory=list)
+    export_requested: bool = False  # CopySnapshot was asked for: objects may be in the bucket
 
 
 def elasticache_backup(url: str, repo: Repository, options: ElastiCacheBackupOptions, *,
@@ -96,10 +98,11 @@ def elasticache_backup(url: str, repo: Repository, options: ElastiCacheBackupOpt
                     on_status=lambda status: say(f"snapshot {name}: {status}"))
         wait_for_snapshot(api, name, **wait)
         say(f"exporting {name} to s3://{bucket}")
+        run.export_requested = True
         api.copy_snapshot(name, name, bucket)
         snapshot = wait_for_snapshot(api, name, **wait)
-        run.exported = _exported_objects(s3, bucket, name)
-        files, layout = _ingest_all(repo, snapshot_id, source.id, snapshot, run.exported, bucket,
+        exported = _exported_objects(s3, bucket, name)
+        files, layout = _ingest_all(repo, snapshot_id, source.id, snapshot, exported, bucket,
                                     aws.replace(region=region), options, progress_for, sealer)
         engine = "-".join(filter(None, [str(snapshot.get("Engine") or (group or cluster or {}).get("Engine") or ""),
                                         str(snapshot.get("EngineVersion") or (cluster or {}).get("EngineVersion") or "")]))
@@ -118,9 +121,9 @@ def elasticache_backup(url: str, repo: Repository, options: ElastiCacheBackupOpt
     except BaseException:
         with contextlib.suppress(Exception):
             repo.remove(snapshot_dir(snapshot_id), recursive=True)
-        _cleanup(api, s3, bucket, run, say)
+        _cleanup(api, s3, bucket, name, run, say)
         raise
-    _cleanup(api, s3, bucket, run, say)
+    _cleanup(api, s3, bucket, name, run, say)
     return manifest
 
 
@@ -219,13 +222,10 @@ def _ingest_all(repo: Repository, snapshot_id: str, source_id: str, snapshot: di
     return files, layout
 
 
-def _cleanup(api: ElastiCacheApi, s3: Any, bucket: str, run: _Run, say: Callable[[str], None]) -> None:
+def _cleanup(api: ElastiCacheApi, s3: Any, bucket: str, name: str, run: _Run, say: Callable[[str], None]) -> None:
     """Remove the exported objects and the manual snapshot unless kept; failures are reported, not raised."""
-    if run.exported and not run.options.keep_export:
-        try:
-            s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in run.exported], "Quiet": True})
-        except Exception as exc:  # noqa: BLE001
-            say(f"warning: could not delete the exported objects in s3://{bucket}: {exc}")
+    if run.export_requested and not run.options.keep_export:
+        _remove_export(s3, bucket, name, say)
     if run.created_snapshot and not run.options.keep_source:
         try:
             api.delete_snapshot(run.created_snapshot)
@@ -233,3 +233,21 @@ def _cleanup(api: ElastiCacheApi, s3: Any, bucket: str, run: _Run, say: Callable
         except Exception as exc:  # noqa: BLE001 - the backup itself is fine; say what is left behind
             say(f"warning: ElastiCache snapshot {run.created_snapshot} was not deleted ({exc}); manual "
                 "snapshots never expire: delete it yourself")
+
+
+def _remove_export(s3: Any, bucket: str, name: str, say: Callable[[str], None]) -> None:
+    """Delete every ``<name>-000N.rdb`` in the bucket (listed, not remembered: a failed export may have
+    written some); a warning names what could not be deleted."""
+    keys: list[str] = []
+    try:
+        keys = _exported_objects(s3, bucket, name, require=False)
+        if not keys:
+            return
+        answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True})
+        errors = answer.get("Errors") or []
+        if errors:
+            raise ElastiCacheError(f"{errors[0].get('Code')}: {errors[0].get('Message')}")
+        say(f"deleted {len(keys)} exported object(s) s3://{bucket}/{name}-*.rdb")
+    except Exception as exc:  # noqa: BLE001 - the backup's own outcome matters more; say what is left
+        left = ", ".join(f"s3://{bucket}/{k}" for k in keys) or f"s3://{bucket}/{name}-*.rdb"
+        say(f"warning: could not delete the exported objects ({exc}); delete them yourself: {left}")

@@ -18,12 +18,14 @@ import pytest
 from s3_support import FaultProxy, assume_account, aws_environment, moto_server
 from snaptool.jobs.copy import CopyError, CopyOptions, copy_snapshot
 from snaptool.jobs.drill import drill
+from snaptool.jobs.gc import gc
 from snaptool.jobs.ingest import ingest
 from snaptool.jobs.restore import RestoreOptions, restore
 from snaptool.jobs.split import split
 from snaptool.jobs.backup import backup
 from snaptool.rdb.slots import SlotLayout
 from snaptool.storage.catalog import Catalog, SnapshotNotFound, file_path, shard_file_name
+from snaptool.storage.lock import LockedError, list_locks
 from snaptool.storage.manifest import Manifest, new_snapshot_id
 from snaptool.storage.repository import Repository, RepositoryError, S3Settings
 
@@ -220,7 +222,59 @@ def test_an_interrupted_copy_resumes_and_skips_finished_files(proxy: FaultProxy,
     proxy.clear()
     again = copy_snapshot("latest", source, dest)
     assert {f.action for f in again.files} == {"already there"} and again.manifest == "already there"
-    assert not [s for s in proxy.traffic.seen if s.method in ("PUT", "POST")]  # nothing written
+    puts = [s.path for s in proxy.traffic.seen if s.method == "PUT"]
+    posts = [s.query for s in proxy.traffic.seen if s.method == "POST"]
+    assert len(puts) == 1 and "/locks/shared-" in puts[0] and posts == ["delete"]  # only the copy's lease
+
+
+def test_gc_cannot_run_on_the_destination_while_a_copy_writes_it(proxy: FaultProxy, tmp_path: Path) -> None:
+    """The copy holds a shared lease: gc --apply (exclusive) is refused until the manifest is in."""
+    source = Repository.open(f"s3://{_bucket('src')}/redis")
+    dest = Repository.open(f"s3://{_bucket('dst', 'eu-west-1')}/redis", s3=S3Settings(region="eu-west-1"))
+    manifest = sharded_snapshot(source, tmp_path)
+    refused: list[str] = []
+
+    def after_each_file(name: str, done: int, total: int) -> None:
+        if refused:
+            return
+        (lease,) = list_locks(dest)
+        assert lease.kind == "shared" and lease.purpose == "copy"
+        with pytest.raises(LockedError, match="copy") as info:
+            gc(dest, dry_run=False, min_age_seconds=0)
+        refused.append(str(info.value))
+
+    report = copy_snapshot("latest", source, dest, progress=after_each_file)
+    assert len(refused) == 1 and "gc needs an exclusive lock" in refused[0]
+    assert [f.name for f in report.files] == [f.name for f in manifest.files] and report.manifest == "copied"
+    for entry in manifest.files:  # every file still there, as the manifest says
+        assert dest.head(file_path(manifest.id, entry.name)).size == entry.size
+    assert Catalog(dest).resolve("latest") == manifest and list_locks(dest) == []
+    result = drill("latest", dest)
+    assert result.ok, [c for c in result.checks if not c.ok]
+
+
+def test_a_file_removed_before_the_manifest_fails_the_copy(proxy: FaultProxy, tmp_path: Path) -> None:
+    """Something that ignores the lease removes a copied file: the copy fails and writes no manifest."""
+    source = Repository.open(f"s3://{_bucket('src')}/redis")
+    dest = Repository.open(f"s3://{_bucket('dst')}/redis")
+    manifest = sharded_snapshot(source, tmp_path)
+    first, last = manifest.files[0].name, manifest.files[-1].name
+
+    def remove_the_first(name: str, done: int, total: int) -> None:
+        if name == last and done == total:
+            bucket, key = dest.bucket_key(file_path(manifest.id, first))
+            boto3.client("s3").delete_object(Bucket=bucket, Key=key)
+
+    with pytest.raises(CopyError) as info:
+        copy_snapshot("latest", source, dest, progress=remove_the_first)
+    assert str(info.value) == (f"{dest.where(file_path(manifest.id, first))} is gone since it was copied; "
+                               "no manifest was written (run the copy again)")
+    assert dest.head(file_path(manifest.id, "manifest.json")) is None
+    (leftover,) = Catalog(dest).list()
+    assert not leftover.complete and list_locks(dest) == []
+    report = copy_snapshot("latest", source, dest)  # the rerun puts it back
+    assert [f.action for f in report.files] == ["server-copy", "already there", "already there"]
+    assert Catalog(dest).resolve("latest") == manifest
 
 
 def test_a_streamed_upload_interrupted_midway_resumes(proxy: FaultProxy, tmp_path: Path) -> None:

@@ -181,6 +181,8 @@ class FakeElastiCache:
         self.calls: list[str] = []
         self.snapshots: dict[str, dict[str, Any]] = {}
         self.saved: dict[str, list[Path]] = {}
+        self.exported: list[str] = []  # keys the export wrote
+        self.export_ends = "available"  # the status the snapshot reaches after exporting
 
     def _snapshot(self, name: str, status: str) -> dict[str, Any]:
         nodes = [{"CacheClusterId": f"{self.group}-{i:04d}-001", "NodeGroupId": f"{i:04d}", "CacheNodeId": "0001",
@@ -226,8 +228,10 @@ class FakeElastiCache:
         self.calls.append("CopySnapshot")
         s3 = boto3.client("s3")
         for path in self.saved[source_name]:
-            s3.put_object(Bucket=bucket, Key=path.name.replace(source_name, target_name), Body=path.read_bytes())
-        self.snapshots[source_name]["steps"] = ["exporting", "exporting", "available"]
+            key = path.name.replace(source_name, target_name)
+            s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
+            self.exported.append(key)
+        self.snapshots[source_name]["steps"] = ["exporting", "exporting", self.export_ends]
         return self._snapshot(source_name, "exporting")
 
     def delete_snapshot(self, name: str) -> dict[str, Any]:
@@ -302,6 +306,50 @@ def test_export_backup_drill_and_seed_of_a_cluster(s3_env: str, cluster: LocalCl
     assert any("does not grant ElastiCache READ" in p for p in two.problems)  # no --grant-elasticache
 
 
+def _keys(bucket: str) -> list[str]:
+    return [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=bucket).get("Contents", [])]
+
+
+def test_a_failed_export_removes_the_objects_it_wrote(s3_env: str, cluster: LocalCluster, tmp_path: Path) -> None:
+    """ElastiCache wrote the shard files, then the export ended failed: they are found by listing and
+    deleted, with the snapshot; with keep_export they stay."""
+    fake = FakeElastiCache("orders", cluster, tmp_path)
+    fake.export_ends = "failed"
+    export = _bucket()
+    repo = Repository.open(str(tmp_path / "repo"))
+    lines: list[str] = []
+    options = ElastiCacheBackupOptions(export_bucket=export, grant=True, poll_seconds=0, sleep=_no_wait,
+                                       echo=lines.append, api=fake)
+    with pytest.raises(ElastiCacheError, match=r"^ElastiCache snapshot snaptool-\S+ in us-east-1 is failed$"):
+        elasticache_backup("elasticache://orders?region=us-east-1", repo, options)
+    assert len(fake.exported) == 3 and _keys(export) == []  # written, then removed
+    assert f"deleted 3 exported object(s) s3://{export}/" in "\n".join(lines)
+    assert fake.snapshots == {} and fake.calls[-1] == "DeleteSnapshot" and Catalog(repo).list() == []
+    fake.exported.clear()
+    options.keep_export = True
+    with pytest.raises(ElastiCacheError, match="is failed"):
+        elasticache_backup("elasticache://orders?region=us-east-1", repo, options)
+    assert sorted(fake.exported) == _keys(export) and len(fake.exported) == 3  # kept, as asked
+    assert fake.snapshots == {} and Catalog(repo).list() == []
+
+
+def test_keep_source_and_keep_export_keep_them(s3_env: str, cluster: LocalCluster, tmp_path: Path) -> None:
+    fake = FakeElastiCache("orders", cluster, tmp_path)
+    export = _bucket()
+    repo = Repository.open(str(tmp_path / "repo"))
+    options = ElastiCacheBackupOptions(export_bucket=export, grant=True, poll_seconds=0, sleep=_no_wait, api=fake,
+                                       keep_source=True, keep_export=True)
+    manifest = elasticache_backup("elasticache://orders?region=us-east-1", repo, options)
+    name = manifest.source["elasticache"]["snapshot"]
+    assert list(fake.snapshots) == [name] and "DeleteSnapshot" not in fake.calls  # the manual snapshot stays
+    assert manifest.source["elasticache"]["kept"] is True
+    assert _keys(export) == [f"{name}-{i:04d}.rdb" for i in (1, 2, 3)]  # and so does the export
+    s3 = boto3.client("s3")
+    assert [hashlib.sha256(s3.get_object(Bucket=export, Key=k)["Body"].read()).hexdigest() for k in _keys(export)] \
+        == [f.sha256 for f in manifest.files]
+    assert Catalog(repo).resolve("latest").id == manifest.id
+
+
 def test_seed_of_a_standalone_snapshot(s3_env: str, tmp_path: Path) -> None:
     repo = Repository.open(str(tmp_path / "repo"))
     manifest = backup(str(FIXTURES / "valkey-8.1.rdb"), repo)
@@ -345,6 +393,62 @@ def test_seed_and_check_bucket_from_the_command_line(s3_env: str, tmp_path: Path
     err = capsys.readouterr().err.strip()
     assert err == ("snaptool: error: the snapshot is RDB 9, but ElastiCache redis-4.0 loads RDB 8 at most: "
                    "use --target redis-4.0")
+
+
+def _one_error_line(capsys: pytest.CaptureFixture) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("snaptool: error: "), err
+    return err[0][len("snaptool: error: "):]
+
+
+def test_backup_of_elasticache_from_the_command_line_refuses_in_one_line(
+        s3_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """The command line cannot be handed a fake ElastiCache, so its refusals are checked against moto:
+    each is one line, exit 1, nothing in the repository, no manual snapshot left behind."""
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    repo = str(tmp_path / "repo")
+    export = _bucket()
+    group = f"g{uuid.uuid4().hex[:8]}"
+    elasticache = boto3.client("elasticache", region_name=REGION)
+    elasticache.create_replication_group(ReplicationGroupId=group, ReplicationGroupDescription="t", Engine="redis",
+                                         CacheNodeType="cache.t3.micro", NumCacheClusters=1)
+    url = f"elasticache://{group}?region={REGION}"
+    assert _cli("backup", url, "--repo", repo) == 1
+    assert _one_error_line(capsys) == "elasticache:// needs --export-bucket (a bucket in the cluster's region)"
+    assert _cli("backup", "elasticache://nosuchgroup?region=eu-west-1", "--export-bucket", export, "--repo", repo) == 1
+    assert _one_error_line(capsys) == "no ElastiCache replication group or cache cluster 'nosuchgroup' in eu-west-1"
+    assert _cli("backup", url, "--export-bucket", export, "--repo", repo) == 1  # no grant: refused before starting
+    assert "does not grant ElastiCache" in _one_error_line(capsys)
+    assert _cli("backup", url, "--export-bucket", export, "--grant-elasticache", "--poll-seconds", "0",
+                "--repo", repo) == 1  # moto has no CopySnapshot: the export fails after the snapshot exists
+    assert _one_error_line(capsys).startswith("ElastiCache CopySnapshot in us-east-1: ")
+    assert elasticache.describe_snapshots(ReplicationGroupId=group)["Snapshots"] == []  # cleaned up
+    monkeypatch.delenv("AWS_REGION")
+    assert _cli("backup", f"elasticache://{group}", "--export-bucket", export, "--repo", repo) == 1
+    assert _one_error_line(capsys) == (f"elasticache://{group}: say which region "
+                                       f"(elasticache://{group}?region=R, or AWS_REGION)")
+    assert Catalog(Repository.open(repo)).list() == []
+
+
+def test_seed_of_databases_that_share_key_names_says_what_seed_accepts(s3_env: str, tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture) -> None:
+    """--db-map 1:0,5:0 brings together keys of the same name; seed keeps every key, so it names the way
+    that works (no --shards) instead of an --on-duplicate it does not have."""
+    repo = str(tmp_path / "repo")
+    manifest = backup(str(FIXTURES / "redis-7.0.rdb"), Repository.open(repo))
+    bucket = _bucket()
+    for command in ("seed", "export"):
+        assert _cli(command, "latest", "--repo", repo, "--to", f"s3://{bucket}/s", "--shards", "3",
+                    "--db-map", "1:0,5:0") == 1
+        line = _one_error_line(capsys)
+        assert "appear in more than one place" in line and "--on-duplicate first or last" not in line
+        assert line.endswith("seed keeps every key (it has no --on-duplicate); seed without --shards: a "
+                             "cluster-mode-disabled group keeps the databases apart")
+        assert boto3.client("s3").list_objects_v2(Bucket=bucket).get("KeyCount") == 0  # nothing half-written
+    assert _cli("seed", "latest", "--repo", repo, "--to", f"s3://{bucket}/s", "--json") == 0  # as it says
+    plan = json.loads(capsys.readouterr().out)
+    body = boto3.client("s3").get_object(Bucket=bucket, Key=f"s/{manifest.id}.rdb")["Body"].read()
+    assert plan["objects"][0]["sha256"] == hashlib.sha256(body).hexdigest() == manifest.files[0].sha256
 
 
 def test_an_encrypted_snapshot_is_seeded_as_plain_rdb_under_sse_s3(s3_env: str, tmp_path: Path) -> None:

@@ -1,10 +1,11 @@
 """ElastiCache requests checked against the real service model with botocore's Stubber (moto has
 no CopySnapshot and no seeding): the backup's whole call sequence (encrypting the files at rest,
-then drilled), its cleanup when the export is refused, and the CreateReplicationGroup request a
-seed plan produces."""
+then drilled), the same for a single cache cluster and the sources refused before any snapshot,
+its cleanup when the export is refused, and the CreateReplicationGroup request a seed plan produces."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from pathlib import Path
@@ -138,6 +139,85 @@ def test_the_export_bucket_gets_none_of_the_repository_bucket_settings(stubbed, 
     assert not [s for s in to_export if "x-amz-expected-bucket-owner" in s.headers or
                 "x-amz-server-side-encryption" in s.headers]
     assert to_home and all(s.headers["x-amz-expected-bucket-owner"] == "123456789012" for s in to_home)
+
+
+CLUSTER = "cache-one"
+
+
+def _cluster_snapshot(status: str, nodes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A snapshot of the single cache cluster CLUSTER (no replication group)."""
+    snap = {**_snapshot("x", status, nodes), "CacheClusterId": CLUSTER, "NumNodeGroups": 1}
+    del snap["ReplicationGroupId"]
+    return snap
+
+
+def _no_group(stub: Stubber, name: str) -> None:
+    stub.add_client_error("describe_replication_groups", "ReplicationGroupNotFoundFault",
+                          f"ReplicationGroup {name} not found.", 404, expected_params={"ReplicationGroupId": name})
+
+
+def test_a_single_cache_cluster_is_backed_up_by_its_cluster_id(stubbed, tmp_path: Path) -> None:
+    """Not a replication group: the snapshot is asked for with CacheClusterId, and its one file
+    ``<name>-0001.rdb`` becomes a snapshot without slots."""
+    client, stub = stubbed
+    export = _bucket()
+    source = FIXTURES / "valkey-8.1.rdb"
+
+    def export_file(params: dict[str, Any], **_: Any) -> None:
+        boto3.client("s3").put_object(Bucket=params["TargetBucket"], Key=f"{params['TargetSnapshotName']}-0001.rdb",
+                                      Body=source.read_bytes())
+
+    client.meta.events.register("provide-client-params.elasticache.CopySnapshot", export_file)
+    _no_group(stub, CLUSTER)
+    stub.add_response("describe_cache_clusters", {"CacheClusters": [
+        {"CacheClusterId": CLUSTER, "Engine": "valkey", "EngineVersion": "8.0.1", "CacheClusterStatus": "available",
+         "CacheNodeType": "cache.t4g.small", "NumCacheNodes": 1}]},
+        {"CacheClusterId": CLUSTER, "ShowCacheNodeInfo": True})
+    stub.add_response("create_snapshot", {"Snapshot": _cluster_snapshot("creating")},
+                      {"CacheClusterId": CLUSTER, "SnapshotName": ANY})
+    describe = {"SnapshotName": ANY, "ShowNodeGroupConfig": True}
+    stub.add_response("describe_snapshots", {"Snapshots": [_cluster_snapshot("available")]}, describe)
+    stub.add_response("copy_snapshot", {"Snapshot": _cluster_snapshot("exporting")},
+                      {"SourceSnapshotName": ANY, "TargetSnapshotName": ANY, "TargetBucket": export})
+    node = {"CacheClusterId": CLUSTER, "NodeGroupId": "0001", "CacheNodeId": "0001", "CacheSize": "1 MB"}
+    stub.add_response("describe_snapshots", {"Snapshots": [_cluster_snapshot("available", [node])]}, describe)
+    stub.add_response("delete_snapshot", {"Snapshot": _cluster_snapshot("deleting")}, {"SnapshotName": ANY})
+    repo = Repository.open(str(tmp_path / "repo"))
+    options = ElastiCacheBackupOptions(export_bucket=export, grant=True, api=Boto3ElastiCache(client),
+                                       poll_seconds=0, sleep=lambda s: None)
+    with stub:
+        manifest = elasticache_backup(f"elasticache://{CLUSTER}?region={REGION}", repo, options)
+        stub.assert_no_pending_responses()
+    (entry,) = manifest.files
+    assert entry.sha256 == hashlib.sha256(source.read_bytes()).hexdigest() and entry.slots is None
+    assert entry.node == f"elasticache://{CLUSTER}/0001" and entry.node_id == CLUSTER
+    assert "layout" not in manifest.source and manifest.source["engine"] == "valkey-8.0.1"
+    assert boto3.client("s3").list_objects_v2(Bucket=export).get("KeyCount") == 0
+    result = drill(manifest.id, repo)
+    assert result.ok, [c for c in result.checks if not c.ok]
+
+
+@pytest.mark.parametrize("cluster, refusal", [
+    ({"Engine": "memcached", "EngineVersion": "1.6.22"},
+     "runs Memcached: ElastiCache exports only Valkey and Redis OSS"),
+    ({"Engine": "redis", "ReplicationGroupId": GROUP},
+     f"belongs to replication group {GROUP}: back up elasticache://{GROUP}?region={REGION}"),
+])
+def test_sources_that_cannot_be_exported_are_refused_first(stubbed, tmp_path: Path, cluster: dict[str, str],
+                                                           refusal: str) -> None:
+    """Refused from the descriptions alone: no snapshot is created, the bucket is not touched."""
+    client, stub = stubbed
+    _no_group(stub, CLUSTER)
+    stub.add_response("describe_cache_clusters", {"CacheClusters": [{"CacheClusterId": CLUSTER, **cluster}]},
+                      {"CacheClusterId": CLUSTER, "ShowCacheNodeInfo": True})
+    repo = Repository.open(str(tmp_path / "repo"))
+    options = ElastiCacheBackupOptions(export_bucket="no-such-bucket", api=Boto3ElastiCache(client),
+                                       poll_seconds=0, sleep=lambda s: None)
+    with stub, pytest.raises(ElastiCacheError) as info:
+        elasticache_backup(f"elasticache://{CLUSTER}?region={REGION}", repo, options)
+    stub.assert_no_pending_responses()  # and nothing after: the next call would fail the stub
+    assert str(info.value) == f"{CLUSTER} {refusal}"
+    assert Catalog(repo).list() == []
 
 
 def test_a_refused_export_still_deletes_the_snapshot(stubbed, tmp_path: Path) -> None:

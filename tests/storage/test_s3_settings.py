@@ -9,7 +9,7 @@ import os
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import boto3
 import pytest
@@ -216,3 +216,78 @@ def test_write_options_give_the_settings(monkeypatch: pytest.MonkeyPatch) -> Non
     assert settings.write_args()["ServerSideEncryption"] == "aws:kms" and settings.storage_class == "STANDARD_IA"
     assert settings.write_args()["ObjectLockRetainUntilDate"] > datetime.now(timezone.utc) + timedelta(days=29)
     assert settings.acl == "bucket-owner-full-control" and settings.attempts() == 3
+
+
+# --------------------------------------------------------------------------- the AWS environment
+
+def _profiles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **profiles: tuple[str, str]) -> None:
+    """AWS config and credentials files with ``name=(access key id, endpoint)`` profiles, as a user
+    keeps them; the environment's own keys and endpoint are taken away."""
+    config, credentials = tmp_path / "aws-config", tmp_path / "aws-credentials"
+    config.write_text("".join(f"[profile {name}]\nregion = us-east-1\nendpoint_url = {url}\n\n"
+                              for name, (_, url) in profiles.items()))
+    credentials.write_text("".join(f"[{name}]\naws_access_key_id = {key}\naws_secret_access_key = secret-{name}\n\n"
+                                   for name, (key, _) in profiles.items()))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def _signed_by(proxy: FaultProxy) -> set[str]:
+    """The access key ids that signed the requests the proxy saw."""
+    return {s.headers["authorization"].split("Credential=")[1].split("/")[0] for s in proxy.traffic.seen
+            if "authorization" in s.headers}
+
+
+def _direct(endpoint: str) -> Any:
+    """A client of moto itself, past the proxy (a fresh session: the files changed)."""
+    return boto3.session.Session().client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                                          aws_access_key_id="x", aws_secret_access_key="x")
+
+
+def test_aws_profile_from_the_environment_is_used(bucket: str, endpoint: str, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """AWS_PROFILE alone (its keys, region and endpoint in the files) reaches the bucket."""
+    proxy = FaultProxy(endpoint)
+    try:
+        _profiles(tmp_path, monkeypatch, backups=("AKIABACKUPSPROFILE01", proxy.url))
+        monkeypatch.setenv("AWS_PROFILE", "backups")
+        repo = Repository.open(f"s3://{bucket}/r")
+        repo.write_bytes("a.rdb", b"written as the profile")
+        assert repo.read_bytes("a.rdb") == b"written as the profile"
+    finally:
+        proxy.close()
+    assert _signed_by(proxy) == {"AKIABACKUPSPROFILE01"} and proxy.traffic.up >= len(b"written as the profile")
+    direct = _direct(endpoint)
+    assert direct.get_object(Bucket=bucket, Key="r/a.rdb")["Body"].read() == b"written as the profile"
+
+
+def test_profile_and_endpoint_flags_win_over_the_environment(bucket: str, endpoint: str, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """AWS_PROFILE and AWS_ENDPOINT_URL name a profile and a port nobody listens on; --s3-profile and
+    --s3-endpoint-url on the command line are what is used."""
+    import socket
+
+    from snaptool.cli.main import main
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing answers there
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    proxy = FaultProxy(endpoint)
+    try:
+        _profiles(tmp_path, monkeypatch, ambient=("AKIAAMBIENTPROFILE01", dead), chosen=("AKIACHOSENPROFILE001", dead))
+        monkeypatch.setenv("AWS_PROFILE", "ambient")
+        monkeypatch.setenv("AWS_ENDPOINT_URL", dead)
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+        sample = Path(__file__).resolve().parents[2] / "fixtures" / "redis-6.2.rdb"
+        flags = ["--repo", f"s3://{bucket}/r", "--s3-profile", "chosen", "--s3-endpoint-url", proxy.url]
+        assert main(["backup", str(sample), *flags]) == 0
+    finally:
+        proxy.close()
+    assert _signed_by(proxy) == {"AKIACHOSENPROFILE001"}
+    direct = _direct(endpoint)
+    keys = [o["Key"] for o in direct.list_objects_v2(Bucket=bucket, Prefix="r/snapshots/").get("Contents", [])]
+    rdb = [k for k in keys if k.endswith(".rdb")]
+    assert len(rdb) == 1 and any(k.endswith("/manifest.json") for k in keys)
+    assert direct.get_object(Bucket=bucket, Key=rdb[0])["Body"].read() == sample.read_bytes()
