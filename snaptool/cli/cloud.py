@@ -14,6 +14,7 @@ from ..cloud.elasticache import ElastiCacheError
 from ..jobs.copy import MODES, CopyOptions, CopyReport, copy_snapshot
 from ..jobs.seed import SeedOptions, SeedPlan, seed
 from ..jobs.split import parse_db_map
+from .shards import on_duplicate_option
 from ..rdb.targets import parse_target
 from ..storage.repository import Repository, S3Settings
 from ..storage.s3 import CANNED_ACLS, split_s3_url
@@ -94,6 +95,7 @@ def _copy_summary(report: CopyReport) -> str:
 @click.option("--allow-lossy", is_flag=True, help="Drop what the target cannot hold instead of refusing.")
 @click.option("--shards", type=click.IntRange(1, 500), help="Re-split into N shards (default: as taken).")
 @click.option("--db-map", help="With shards: where keys of other databases go, e.g. 1:0.")
+@on_duplicate_option
 @click.option("--region", help="Region of the new cluster (default: AWS_REGION).")
 @click.option("--grant-elasticache", is_flag=True, help="Grant ElastiCache read access to the objects.")
 @click.option("--engine", help="Local engine that proves the files before they are uploaded.")
@@ -101,7 +103,7 @@ def _copy_summary(report: CopyReport) -> str:
 @click.option("--node-type", default="cache.r7g.large", show_default=True, help="Node type of that request.")
 @_json
 def seed_command(snapshot: str, repo: Repository, keys: Any, to: str, engine_version: str | None, target: str | None,
-                 allow_lossy: bool, shards: int | None, db_map: str | None, region: str | None,
+                 allow_lossy: bool, shards: int | None, db_map: str | None, on_duplicate: str, region: str | None,
                  grant_elasticache: bool, engine: str | None, replication_group_id: str | None, node_type: str,
                  as_json: bool) -> None:
     """Write a snapshot as RDB objects ElastiCache can create a cluster from: plain RDB under SSE-S3,
@@ -115,7 +117,8 @@ def seed_command(snapshot: str, repo: Repository, keys: Any, to: str, engine_ver
     """
     aws = repo.s3 or S3Settings()
     options = SeedOptions(to=to, engine_version=engine_version, target=parse_target(target) if target else None,
-                          shards=shards, db_map=parse_db_map(db_map), grant_elasticache=grant_elasticache, region=region,
+                          shards=shards, db_map=parse_db_map(db_map), on_duplicate=on_duplicate,
+                          grant_elasticache=grant_elasticache, region=region,
                           engine=engine, allow_lossy=allow_lossy, aws=aws, keys=keys)
     plan = seed(snapshot, repo, options)
     request = plan.create_replication_group_request(replication_group_id, node_type) if replication_group_id else None

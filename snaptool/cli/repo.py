@@ -21,6 +21,7 @@ from ..storage.lock import exclusive_lock, format_wait, parse_wait
 from ..storage.manifest import Manifest
 from ..storage.repository import Repository, S3Settings
 from .s3options import elasticache_options, s3_write_options
+from .shards import on_duplicate_option
 from .output import emit_json, human_bytes, transfer_progress
 
 _json = click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
@@ -186,6 +187,7 @@ def _say_waiting(blocker: str, seconds: float) -> None:
 @click.option("--shards", type=int, help="--to-dir: re-split into N shards.")
 @click.option("--slots", type=click.Path(dir_okay=False), help="--to-dir: re-split by this layout.")
 @click.option("--db-map", help="--to-dir with --shards/--slots: where keys of other databases go, e.g. 1:0.")
+@on_duplicate_option
 @click.option("--target", help="Re-encode for this engine (e.g. redis-6.2) when it is older.")
 @click.option("--allow-lossy", is_flag=True, help="Drop what the target cannot hold instead of refusing.")
 @click.option("--replace", is_flag=True, help="--to: overwrite keys that already exist (RESTORE … REPLACE).")
@@ -196,7 +198,8 @@ def _say_waiting(blocker: str, seconds: float) -> None:
 @decrypt_options
 @_json
 def restore_command(snapshot: str, repo: Repository, login: dict, to: str | None, to_dir: str | None,
-                    shards: int | None, slots: str | None, db_map: str | None, target: str | None, allow_lossy: bool, replace: bool,
+                    shards: int | None, slots: str | None, db_map: str | None, on_duplicate: str, target: str | None,
+                    allow_lossy: bool, replace: bool,
                     flush: bool, validate_spec: str, engine: str | None, keys: Any, as_json: bool) -> None:
     """Restore a snapshot (id, unique prefix, or latest) into a live node/cluster or into files,
     then prove the result equals the snapshot.
@@ -211,7 +214,8 @@ def restore_command(snapshot: str, repo: Repository, login: dict, to: str | None
     if shards is not None and slots is not None:
         raise click.UsageError("give --shards or --slots, not both")
     layout = SlotLayout.even(shards) if shards else SlotLayout.load(slots) if slots else None
-    options = RestoreOptions(to=to, to_dir=to_dir, layout=layout, db_map=parse_db_map(db_map), target=parse_target(target) if target else None,
+    options = RestoreOptions(to=to, to_dir=to_dir, layout=layout, db_map=parse_db_map(db_map), on_duplicate=on_duplicate,
+                             target=parse_target(target) if target else None,
                              replace=replace, flush=flush, sample=_sample(validate_spec), engine=engine,
                              allow_lossy=allow_lossy, keys=keys, **login)
     with transfer_progress() as bar_for:

@@ -26,14 +26,14 @@ _engine = click.option("--engine", help="Engine for validation (default: the old
 _json = click.option("--json", "as_json", is_flag=True, help="Machine-readable summary on stdout.")
 _lossy = click.option("--allow-lossy", is_flag=True, help="Drop what the target cannot hold instead of refusing.")
 _checksum = click.option("--no-verify-checksum", "no_verify", is_flag=True, help="Read inputs whose CRC-64 is wrong.")
-_on_duplicate = click.option("--on-duplicate", type=click.Choice(POLICIES), default="error", show_default=True,
+on_duplicate_option = click.option("--on-duplicate", type=click.Choice(POLICIES), default="error", show_default=True,
                              help="A key met twice (several inputs, or databases mapped together): refuse, "
                                   "keep the first, or keep the last.")
 
 
 def _shared_options(command):
     """The options every command here takes, in one place."""
-    for option in reversed((_on_duplicate, _target, _lossy, _validate, _engine, _json, _checksum)):
+    for option in reversed((on_duplicate_option, _target, _lossy, _validate, _engine, _json, _checksum)):
         command = option(command)
     return command
 

@@ -49,6 +49,7 @@ class RestoreOptions:
     to_dir: str | None = None
     layout: SlotLayout | None = None  # re-split (--shards / --slots) for --to-dir
     db_map: dict[int, int] = field(default_factory=dict)  # where other databases go when re-split
+    on_duplicate: str = "error"  # a key met twice when databases are mapped together: error|first|last
     target: Target | None = None  # re-encode for an older engine
     replace: bool = False
     flush: bool = False
@@ -125,7 +126,7 @@ def _to_dir(manifest: Manifest, fetched: list[Fetched], options: RestoreOptions,
     loaded = time.monotonic()
     if options.layout is not None:
         result = split(paths, out_dir, options.layout, target=options.target, db_map=options.db_map,
-                       allow_lossy=options.allow_lossy, progress=progress)
+                       on_duplicate=options.on_duplicate, allow_lossy=options.allow_lossy, progress=progress)
         files = [os.path.join(out_dir, s.file) for s in result.shards]
         rdb_version = result.rdb_version
     else:
@@ -145,7 +146,7 @@ def _to_dir(manifest: Manifest, fetched: list[Fetched], options: RestoreOptions,
     engine = _engine_for(options, rdb_version, fetched)
     if layout is not None:
         mapping = options.db_map
-        kept = selected_records(paths, "error", map_db=lambda db, path: mapping.get(db, db))
+        kept = selected_records(paths, options.on_duplicate, map_db=lambda db, path: mapping.get(db, db))
         report.validation = validate_cluster(engine, layout, files, kept)
     else:
         databases = max((db for f in fetched for db in f.entry.databases), default=0) + 1

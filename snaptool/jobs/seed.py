@@ -22,13 +22,12 @@ from typing import Any
 
 from ..cloud.bucket import check_bucket, grant_elasticache
 from ..cloud.elasticache import ElastiCacheError, format_slots, s3_object_arn
-from ..errors import SnaptoolError
 from ..rdb.slots import SlotLayout
 from ..rdb.targets import Target
 from ..storage.catalog import Catalog
 from ..storage.repository import Repository
 from ..storage.s3 import S3Settings, split_s3_url
-from .restore import RestoreOptions, RestoreReport, restore
+from .restore import RestoreOptions, restore
 
 #: The highest RDB version each ElastiCache engine line loads. ElastiCache's Redis OSS 7.1 is built
 #: on OSS 7.0 and is taken as RDB 10 (the safe side) until an export from it says otherwise.
@@ -37,9 +36,6 @@ ENGINE_RDB = {("redis", 4): 8, ("redis", 5): 9, ("redis", 6): 9, ("redis", 7): 1
 #: The snaptool target that writes what an engine loading RDB n reads.
 TARGET_FOR = {8: "redis-4.0", 9: "redis-6.2", 10: "redis-7.0", 11: "valkey-8.1", 80: "valkey-9.0"}
 #: How the re-split ends its refusal of keys that --db-map brings together (jobs/dedupe.py).
-_DUPLICATES = "; choose --on-duplicate first or last"
-
-
 class SeedError(ElastiCacheError):
     """A seed that cannot work as asked."""
 
@@ -51,6 +47,7 @@ class SeedOptions:
     target: Target | None = None  # re-encode for this engine
     shards: int | None = None  # re-split into N shards (default: as the snapshot was taken)
     db_map: dict[int, int] = field(default_factory=dict)  # other databases into 0 for a cluster
+    on_duplicate: str = "error"  # a key in two databases mapped together: error|first|last
     grant_elasticache: bool = False
     region: str | None = None  # where the cluster will be created (default: AWS_REGION, else us-east-1)
     engine: str | None = None  # local engine that proves the files
@@ -179,8 +176,9 @@ def seed(spec: str, repo: Repository, options: SeedOptions) -> SeedPlan:
     plan = SeedPlan(manifest.id, bucket, region, out_version, options.engine_version)
     dest = Repository.open(f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}", s3=aws)
     with tempfile.TemporaryDirectory(prefix="snaptool-seed-") as work:
-        report = _restore(manifest.id, repo, RestoreOptions(
-            to_dir=work, layout=layout if options.shards else None, db_map=options.db_map, target=options.target,
+        report = restore(manifest.id, repo, RestoreOptions(
+            to_dir=work, layout=layout if options.shards else None, db_map=options.db_map,
+            on_duplicate=options.on_duplicate, target=options.target,
             engine=options.engine, allow_lossy=options.allow_lossy, keys=options.keys))
         paths = [Path(p) for p in report.files]
         for index, path in enumerate(paths, 1):
@@ -198,19 +196,6 @@ def seed(spec: str, repo: Repository, options: SeedOptions) -> SeedPlan:
     check = check_bucket(s3, bucket, region, "seed", keys)
     plan.problems = check.problems
     return plan
-
-
-def _restore(snapshot: str, repo: Repository, options: RestoreOptions) -> RestoreReport:
-    """The restore into local files, with a refusal of duplicate keys that says what seed accepts:
-    it keeps every key, so it has no --on-duplicate to offer."""
-    try:
-        return restore(snapshot, repo, options)
-    except SnaptoolError as exc:
-        if not str(exc).endswith(_DUPLICATES):
-            raise
-        raise SeedError(f"{str(exc)[:-len(_DUPLICATES)]}: --db-map puts together databases that share key "
-                        "names, and seed keeps every key (it has no --on-duplicate); seed without --shards: a "
-                        "cluster-mode-disabled group keeps the databases apart") from None
 
 
 def _upload(dest: Repository, name: str, path: Path) -> str:

@@ -430,25 +430,26 @@ def test_backup_of_elasticache_from_the_command_line_refuses_in_one_line(
     assert Catalog(Repository.open(repo)).list() == []
 
 
-def test_seed_of_databases_that_share_key_names_says_what_seed_accepts(s3_env: str, tmp_path: Path,
+def test_seed_of_databases_that_share_key_names_needs_a_duplicate_policy(s3_env: str, tmp_path: Path,
                                                                        capsys: pytest.CaptureFixture) -> None:
-    """--db-map 1:0,5:0 brings together keys of the same name; seed keeps every key, so it names the way
-    that works (no --shards) instead of an --on-duplicate it does not have."""
+    """--db-map 1:0,5:0 brings together keys of the same name: refused by default (nothing uploaded),
+    seeded with --on-duplicate last, the kept copies proven on a local cluster before the upload."""
     repo = str(tmp_path / "repo")
-    manifest = backup(str(FIXTURES / "redis-7.0.rdb"), Repository.open(repo))
+    backup(str(FIXTURES / "redis-7.0.rdb"), Repository.open(repo))
     bucket = _bucket()
     for command in ("seed", "export"):
         assert _cli(command, "latest", "--repo", repo, "--to", f"s3://{bucket}/s", "--shards", "3",
                     "--db-map", "1:0,5:0") == 1
         line = _one_error_line(capsys)
-        assert "appear in more than one place" in line and "--on-duplicate first or last" not in line
-        assert line.endswith("seed keeps every key (it has no --on-duplicate); seed without --shards: a "
-                             "cluster-mode-disabled group keeps the databases apart")
+        assert "appear in more than one place" in line and line.endswith("choose --on-duplicate first or last")
         assert boto3.client("s3").list_objects_v2(Bucket=bucket).get("KeyCount") == 0  # nothing half-written
-    assert _cli("seed", "latest", "--repo", repo, "--to", f"s3://{bucket}/s", "--json") == 0  # as it says
+    assert _cli("seed", "latest", "--repo", repo, "--to", f"s3://{bucket}/s", "--shards", "3",
+                "--db-map", "1:0,5:0", "--on-duplicate", "last", "--json") == 0
     plan = json.loads(capsys.readouterr().out)
-    body = boto3.client("s3").get_object(Bucket=bucket, Key=f"s/{manifest.id}.rdb")["Body"].read()
-    assert plan["objects"][0]["sha256"] == hashlib.sha256(body).hexdigest() == manifest.files[0].sha256
+    assert len(plan["objects"]) == 3
+    for item in plan["objects"]:
+        body = boto3.client("s3").get_object(Bucket=bucket, Key=item["key"])["Body"].read()
+        assert hashlib.sha256(body).hexdigest() == item["sha256"]
 
 
 def test_an_encrypted_snapshot_is_seeded_as_plain_rdb_under_sse_s3(s3_env: str, tmp_path: Path) -> None:
