@@ -8,6 +8,7 @@ from typing import Any, Callable, Iterator
 
 import click
 
+from ..engines.memcached_dump import DUMP_SILENCE
 from ..engines.memcached_ring import Ring
 from ..errors import ValidationError
 from ..jobs.migrate_flags import FlagsPolicy, FlagsRefused
@@ -55,6 +56,8 @@ def migrate_group() -> None:
               help="How values are read: meta mg (1.6.10+) or gets.")
 @click.option("--timeout", type=float, default=60.0, show_default=True,
               help="Seconds of silence from a server (or a stalled dump) before giving up.")
+@click.option("--dump-silence", type=float, default=DUMP_SILENCE, show_default=True,
+              help="memcached before 1.5.4 ends a dump without END: seconds of silence taken as its end.")
 @click.option("--tag", "tags", multiple=True, help="--repo: label the snapshot (repeatable).")
 @click.option("--kind", type=click.Choice(["manual", "automatic"]), default="manual", show_default=True,
               help="--repo: the snapshot's kind.")
@@ -65,8 +68,8 @@ def memcached_command(sources: tuple[str, ...], to: str | None, to_dir: str | No
                       s3_region: str | None, s3_profile: str | None, s3_endpoint_url: str | None, key_prefix: str,
                       flags_policy: str | None, auth_file: str | None, workers: int, on_duplicate: str,
                       ring: str | None, replace: bool, target: str | None, engine: str | None, no_delta: bool,
-                      enumerate_mode: str, fetch_mode: str, timeout: float, tags: tuple[str, ...], kind: str,
-                      dry_run: bool, login: dict, as_json: bool) -> None:
+                      enumerate_mode: str, fetch_mode: str, timeout: float, dump_silence: float,
+                      tags: tuple[str, ...], kind: str, dry_run: bool, login: dict, as_json: bool) -> None:
     """Copy every key of memcached servers into Redis with its value, remaining TTL and flags, then
     read every key back from the target to prove it.
 
@@ -93,7 +96,7 @@ def memcached_command(sources: tuple[str, ...], to: str | None, to_dir: str | No
         flags=FlagsPolicy.parse(flags_policy), auth_file=auth_file, workers=workers, dry_run=dry_run,
         replace=replace, on_duplicate=on_duplicate, ring=Ring.parse(ring) if ring else None,
         target=parse_target(target) if target else None, engine=engine, delta=not no_delta,
-        enumerate=enumerate_mode, fetch=fetch_mode, timeout=timeout, tags=tags, kind=kind,
+        enumerate=enumerate_mode, fetch=fetch_mode, timeout=timeout, dump_silence=dump_silence, tags=tags, kind=kind,
         **login)
     with _progress() as progress:
         try:
@@ -127,6 +130,9 @@ def table(report: MigrationReport) -> str:
                      f"{s.seconds:.1f}s")
         if s.why:
             lines.append(f"  {s.enumeration}: {s.why}")
+        if s.end_inferred:
+            lines.append(f"  ! {s.enumeration}: the end was inferred from a silence (memcached before 1.5.4 prints no "
+                         "END), so the listing may be incomplete; the second listing and the check still ran")
     total = lambda name: sum(getattr(s, name) for s in report.sources)  # noqa: E731
     check = report.check
     # the check counts keys whose TTL ran out before the write as well as after it

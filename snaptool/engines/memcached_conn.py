@@ -4,12 +4,13 @@ memcached's features for listing and reading keys arrived release by release (``
 metadump`` 1.4.31, its END line 1.5.4, the ``hash`` walk 1.6.9, meta ``mg`` with base64 keys
 1.6.10, ``flags=`` in dumps 1.6.24), and a server can switch enumeration off (``-X``, ``-o
 no_lru_crawler``) or speak only the binary protocol (SASL). :func:`probe` reads ``version``,
-``stats settings`` and ``stats`` through pymemcache once, so the rest of the job chooses its
-methods from facts instead of trying commands and parsing their errors.
+``stats settings`` and ``stats`` once, in one write, so the rest of the job chooses its methods
+from facts instead of trying commands and parsing their errors; a server that hangs up on them or
+answers them with errors is refused there, with the likely reasons and the dual-write advice.
 
 ASCII authentication (``-Y``) is a fake ``set`` whose value is ``user password``; it must be sent on
-every new connection, which :func:`open_raw` does for the raw sockets the dump and the meta
-pipelines use.
+every new connection, which :func:`open_raw` does for every socket (the probe, the dumps, the
+meta pipelines).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import BinaryIO
 from urllib.parse import urlsplit
 
 from ..errors import EngineError, SnaptoolError
@@ -179,37 +180,65 @@ class ServerInfo:
             raise CannotEnumerate(where, "dumping keys is disabled on it (-X)")
 
 
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, (bytes, bytearray)) else str(value)
+#: the probe's three commands in one write: 32 bytes, so a server that speaks only the binary
+#: protocol reads a 24-byte header from them, finds no binary magic and hangs up at once
+_PROBE = b"version\r\nstats settings\r\nstats\r\n"
+_BINARY_ONLY = ("it speaks only the binary protocol, which has no command to list keys (memcached with SASL, -S, "
+                "or -B binary), or it is not memcached")
 
 
 def probe(address: MemcachedAddress, timeout: float = 30.0) -> ServerInfo:
-    """Version, settings and stats of a server, logging in first when credentials are given."""
-    from pymemcache.client.base import Client
-    from pymemcache.exceptions import MemcacheError
+    """Version, settings and stats of a server, logging in first when credentials are given.
 
-    client = Client((address.host, address.port), connect_timeout=CONNECT_TIMEOUT, timeout=timeout)
+    A server that hangs up on the text commands, or answers them with an error, cannot be listed:
+    it is refused with the likely reasons and the dual-write advice."""
+    sock = open_raw(address, timeout)
+    replies = sock.makefile("rb")
     try:
-        if address.credentials is not None:
-            _login_pymemcache(client, address)
-        version = _text(client.version())
-        settings = {_text(k): _text(v) for k, v in client.stats("settings").items()}
-        stats = {_text(k): _text(v) for k, v in client.stats().items()}
+        sock.sendall(_PROBE)
+        version = _reply(replies, address, "version")
+        if not version.startswith(b"VERSION "):
+            raise _rejected(address, "version", version)
+        settings = _stats(replies, address, "stats settings")
+        stats = _stats(replies, address, "stats")
         clock_at = time.monotonic()
-    except MemcacheError as exc:
-        raise _refusal(address, _text(exc.args[0] if exc.args else exc)) from None
+    except socket.timeout:
+        raise EngineError(f"memcached at {address} did not answer version within {timeout:g}s") from None
     except OSError as exc:
-        raise EngineError(f"cannot reach memcached at {address}: {exc.strerror or exc}") from None
+        raise CannotEnumerate(str(address), f"{_BINARY_ONLY} ({exc.strerror or exc} on the text command "
+                                            "version)") from None
     finally:
-        client.close()
-    return ServerInfo(version, settings, stats, clock_at)
+        replies.close()
+        sock.close()
+    return ServerInfo(version[8:].decode("utf-8", "replace"), settings, stats, clock_at)
 
 
-def _login_pymemcache(client: Any, address: MemcachedAddress) -> None:
-    assert address.credentials is not None
-    # memcached -Y takes a `set` of "user password" as the login; pymemcache has no other way to send it
-    if not client.set(b"auth", address.credentials.token, noreply=False):
-        raise EngineError(f"memcached at {address} did not accept the login")
+def _reply(replies: BinaryIO, address: MemcachedAddress, command: str) -> bytes:
+    line = replies.readline(4096)
+    if not line.endswith(b"\r\n"):
+        raise CannotEnumerate(str(address), f"{_BINARY_ONLY} (it closed the connection on the text command "
+                                            f"{command})")
+    return line[:-2]
+
+
+def _stats(replies: BinaryIO, address: MemcachedAddress, command: str) -> dict[str, str]:
+    """The ``STAT name value`` lines of one stats reply, values as text."""
+    out: dict[str, str] = {}
+    while (line := _reply(replies, address, command)) != b"END":
+        name, sep, value = line.removeprefix(b"STAT ").partition(b" ")
+        if not line.startswith(b"STAT ") or not sep:
+            raise _rejected(address, command, line)
+        out[name.decode("utf-8", "replace")] = value.decode("utf-8", "replace")
+    return out
+
+
+def _rejected(address: MemcachedAddress, command: str, reply: bytes) -> EngineError:
+    """A probe command answered with something else than its reply."""
+    text = reply.decode("utf-8", "replace").strip()
+    if "unauthenticated" in text or "authentication failure" in text:
+        return _refusal(address, text)
+    return CannotEnumerate(str(address), f"it answered {command} with {text[:80]!r}: a managed service that blocks "
+                                         "it (ElastiCache Serverless rejects stats settings), or not memcached")
 
 
 def _refusal(address: MemcachedAddress, message: str) -> EngineError:
@@ -223,7 +252,7 @@ def _refusal(address: MemcachedAddress, message: str) -> EngineError:
 # --------------------------------------------------------------------------- raw sockets
 
 def open_raw(address: MemcachedAddress, timeout: float) -> socket.socket:
-    """A connected, logged-in socket for the commands pymemcache does not speak (dumps, meta pipelines)."""
+    """A connected, logged-in socket (the probe, dumps, meta pipelines)."""
     try:
         sock = socket.create_connection((address.host, address.port), timeout=CONNECT_TIMEOUT)
     except OSError as exc:
@@ -235,12 +264,15 @@ def open_raw(address: MemcachedAddress, timeout: float) -> socket.socket:
         try:
             sock.sendall(b"set auth 0 0 %d\r\n%b\r\n" % (len(token), token))
             reply = read_line(sock)
-        except OSError as exc:
+        except socket.timeout:
             sock.close()
-            raise EngineError(f"memcached at {address}: login failed: {exc}") from None
+            raise EngineError(f"memcached at {address} did not answer the login within {timeout:g}s") from None
+        except OSError as exc:  # the login is a text command: a binary-only server hangs up on it
+            sock.close()
+            raise CannotEnumerate(str(address), f"{_BINARY_ONLY} ({exc} on the login)") from None
         if reply != b"STORED":
             sock.close()
-            raise _refusal(address, _text(reply))
+            raise _refusal(address, reply.decode("utf-8", "replace"))
     return sock
 
 

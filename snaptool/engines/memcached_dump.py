@@ -10,7 +10,8 @@ Every variant of the format is accepted: tokens ``name=value`` in any order (unk
 ignored), ``flags=`` from 1.6.24, extstore fields from 1.6.39, no ``cls``/``size`` on old
 releases, a leading ``OK`` from 1.6.43, no END line before 1.5.4 (the end is then a silence), and
 the refusals (``BUSY``, ``ERROR locked try again later``, ``BADCLASS``, ``ERROR metadump not
-allowed``, ``CLIENT_ERROR lru crawler disabled``, ``CLIENT_ERROR unauthenticated``). Keys are
+allowed``, ``CLIENT_ERROR lru crawler disabled``, ``CLIENT_ERROR unauthenticated``, and a plain
+``ERROR`` from services that block ``lru_crawler``). Keys are
 percent-decoded to bytes, never to text: binary keys survive. ``lru_crawler mgdump`` (1.6.19+, keys
 only) is drained the same way when it is asked for, and parsed by :func:`parse_mgdump`.
 """
@@ -31,12 +32,15 @@ from typing import Iterator, NamedTuple
 from urllib.parse import unquote_to_bytes
 
 from ..errors import EngineError
-from .memcached_conn import CannotEnumerate, MemcachedAddress, ServerInfo, open_raw
+from .memcached_conn import CannotEnumerate, MemcachedAddress, ServerInfo, open_raw, probe
 
 _CHUNK = 1 << 20
 _READ = 4 << 20
 _TERMINATOR = b"END\r\n"
 _MGDUMP_END = b"EN\r\n"
+#: seconds of silence that end a dump of a release without END lines (before 1.5.4): --dump-silence
+DUMP_SILENCE = 5.0
+_CRAWLER_POLL = 0.5  # seconds between looks at a crawler job another client runs
 _RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 3.0, 5.0, 5.0, 5.0)  # BUSY / locked: about 20 s in all
 #: the layout every release since 1.5.x prints, with optional fields after it: parsed in one regex pass
 _FAST = re.compile(rb"^key=(\S+) exp=(-?\d+) la=\d+ cas=(\d+) fetch=\w+ cls=\d+ size=(\d+)\n", re.M)
@@ -204,9 +208,13 @@ def parse_mgdump(chunk: bytes) -> DumpRun:
     return DumpRun(keys, [-1] * count, [b"0"] * count, [0] * count, None, not all(map(text_safe, keys)))
 
 
-def refusal(line: bytes, where: str) -> MetadumpError:
-    """The error a non-item first line of a dump stands for."""
+def refusal(line: bytes, where: str, command: bytes = b"lru_crawler metadump") -> EngineError:
+    """The error a non-item first line of a dump (the reply to ``command``) stands for."""
     text = line.decode("utf-8", "replace").strip()
+    if text == "ERROR":  # an unknown command: ElastiCache blocks lru_crawler, old releases lack the listing
+        name = command.decode("utf-8", "replace").strip()
+        return CannotEnumerate(where, f"it answered {name} with ERROR: a managed service that blocks lru_crawler "
+                                      "(ElastiCache), or a release without that listing")
     if text.startswith("BUSY"):
         return MetadumpError(f"memcached at {where}: another LRU crawler job is running ({text})", retry=True)
     if text.startswith("ERROR locked"):
@@ -219,7 +227,7 @@ def refusal(line: bytes, where: str) -> MetadumpError:
         return MetadumpError(f"memcached at {where} requires a login (memcached -Y): pass --auth-file")
     if "cannot pipeline" in text:
         return MetadumpError(f"memcached at {where}: the dump connection carried another command ({text})")
-    return MetadumpError(f"memcached at {where} refused the dump: {text}")
+    return MetadumpError(f"memcached at {where} refused the dump: {text[:120]}")
 
 
 # --------------------------------------------------------------------------- draining
@@ -227,28 +235,34 @@ def refusal(line: bytes, where: str) -> MetadumpError:
 class DumpSpool:
     """One dump drained into ``path`` by a thread; :meth:`chunks` follows the file as it grows.
 
-    ``ends`` says the release prints END (1.5.4+); without it a silence of ``idle_end`` seconds
-    ends the dump. Any other silence longer than ``stall_timeout`` is an error (the watchdog), and
-    the socket is closed so the server stops waiting on it too.
+    ``ends`` says the release prints END (1.5.4+): then any silence longer than ``stall_timeout``
+    is an error (the watchdog), and the socket is closed so the server stops waiting on it too.
+    Releases before 1.5.4 print no END, so a silence is their end: ``silence`` seconds after the
+    last bytes, or ``stall_timeout`` before the first (an empty dump). ``inferred_end`` then says
+    the listing may be incomplete (a server that paused that long mid-dump looks the same).
     """
 
     def __init__(self, sock: socket.socket, path: str, where: str, *, ends: bool = True,
-                 stall_timeout: float = 60.0, idle_end: float = 2.0, terminator: bytes = _TERMINATOR) -> None:
+                 stall_timeout: float = 60.0, silence: float = DUMP_SILENCE,
+                 terminator: bytes = _TERMINATOR) -> None:
         self.sock = sock
         self.terminator = terminator
         self.path = path
         self.where = where
         self.ends = ends
         self.stall_timeout = stall_timeout
-        self.idle_end = idle_end
+        self.silence = silence
+        self.command = b""
         self.written = 0
         self.done = False
+        self.inferred_end = False
         self.error: BaseException | None = None
         self._cond = threading.Condition()
         self._out = open(path, "wb", buffering=0)
         self._thread = threading.Thread(target=self._drain, name=f"metadump {where}", daemon=True)
 
     def start(self, command: bytes) -> DumpSpool:
+        self.command = command
         self.sock.sendall(command)
         self._thread.start()
         return self
@@ -256,15 +270,15 @@ class DumpSpool:
     def _drain(self) -> None:
         sock, pending, first = self.sock, b"", True
         try:
-            sock.settimeout(self.stall_timeout if self.ends else self.idle_end)
+            sock.settimeout(self.stall_timeout)
             while True:
                 try:
                     data = sock.recv(_CHUNK)
                 except socket.timeout:
-                    if not self.ends and not first:
+                    if not self.ends:
+                        self.inferred_end = True
                         break  # releases before 1.5.4 print no END: the end is a silence
-                    raise MetadumpError(f"memcached at {self.where} sent no dump data for "
-                                        f"{self.stall_timeout if self.ends else self.idle_end:g}s "
+                    raise MetadumpError(f"memcached at {self.where} sent no dump data for {self.stall_timeout:g}s "
                                         "(stalled); the dump was abandoned") from None
                 if not data:
                     if not self.ends and not first:
@@ -276,6 +290,8 @@ class DumpSpool:
                     if data is None:
                         return
                     first = False
+                    if not self.ends:
+                        sock.settimeout(self.silence)
                 end = self.terminator
                 if data.endswith(end) and (len(data) == len(end) or data[-len(end) - 1:-len(end)] == b"\n"):
                     self._write(data[:-len(end)])
@@ -311,9 +327,9 @@ class DumpSpool:
             # keep reading until the first line is whole; only a refusal line lacks "key=" / "mg "
             more = self.sock.recv(512)
             if not more:
-                raise refusal(data, self.where)
+                raise refusal(data, self.where, self.command)
             return self._head(data + more)
-        raise refusal(data[:end if end >= 0 else 512], self.where)
+        raise refusal(data[:end if end >= 0 else 512], self.where, self.command)
 
     def _write(self, data: bytes) -> None:
         if data:
@@ -401,10 +417,24 @@ def describe_mode(info: ServerInfo, mode: str, requested: str = "auto") -> tuple
     return name, "1.6.9+: the hash-table walk misses no key the LRU moves (mgdump needs 1.6.19)"
 
 
+def wait_for_crawler(address: MemcachedAddress, timeout: float) -> None:
+    """Wait up to ``timeout`` while another crawler job runs on the server (``stats``:
+    ``lru_crawler_running 1``), then refuse. A crawler command sent meanwhile is not answered BUSY
+    on 1.6.18: it blocks a worker thread until the other job ends, so none is sent before."""
+    deadline = time.monotonic() + timeout
+    while probe(address, timeout).stats.get("lru_crawler_running", "0") != "0":
+        if time.monotonic() >= deadline:
+            raise MetadumpError(f"memcached at {address}: another LRU crawler job (a key dump, or a crawl) has been "
+                                f"running on it for {timeout:g}s; a second one would wait behind it and block a "
+                                "worker thread, so none was started: run the migration again once it has finished")
+        time.sleep(_CRAWLER_POLL)
+
+
 def start_dump(address: MemcachedAddress, info: ServerInfo, mode: str, path: str, *,
-               stall_timeout: float = 60.0) -> DumpSpool:
-    """A running dump (``hash``, ``all`` or ``mgdump``: :data:`MODES`), BUSY and locked refusals
-    retried for about 20 s before giving up."""
+               stall_timeout: float = 60.0, silence: float = DUMP_SILENCE) -> DumpSpool:
+    """A running dump (``hash``, ``all`` or ``mgdump``: :data:`MODES`) once no other crawler job
+    runs, BUSY and locked refusals retried for about 20 s before giving up."""
+    wait_for_crawler(address, stall_timeout)
     command = MODES[mode]
     terminator = _MGDUMP_END if mode == "mgdump" else _TERMINATOR
     for delay in (*_RETRY_DELAYS, None):
@@ -412,7 +442,7 @@ def start_dump(address: MemcachedAddress, info: ServerInfo, mode: str, path: str
         with contextlib.suppress(OSError):  # slack for the moments the drain thread waits for the interpreter
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         spool = DumpSpool(sock, path, str(address), ends=info.metadump_end, stall_timeout=stall_timeout,
-                          terminator=terminator).start(command)
+                          silence=silence, terminator=terminator).start(command)
         spool.wait_started()
         error = spool.error
         if not isinstance(error, MetadumpError) or not error.retry or delay is None:
@@ -464,13 +494,15 @@ class Listing:
     """
 
     def __init__(self, address: MemcachedAddress, info: ServerInfo, path: str, *, mode: str = "auto",
-                 stall_timeout: float = 60.0, passes: int = 3) -> None:
+                 stall_timeout: float = 60.0, silence: float = DUMP_SILENCE, passes: int = 3) -> None:
         info.require_enumerable(str(address))
         self.address, self.info, self.path = address, info, path
         self.mode = choose_mode(info, mode)
-        self.stall_timeout = stall_timeout
+        self.stall_timeout, self.silence = stall_timeout, silence
         self.passes = passes if self.mode == "all" else 1
-        self.spool: DumpSpool | None = start_dump(address, info, self.mode, path, stall_timeout=stall_timeout)
+        self.inferred_end = False  # some walk ended by a silence (no END line before 1.5.4): maybe incomplete
+        self.spool: DumpSpool | None = start_dump(address, info, self.mode, path, stall_timeout=stall_timeout,
+                                                  silence=silence)
 
     def runs(self, lean: bool = False) -> Iterator[DumpRun | LeanRun]:
         """The runs; with ``lean``, :class:`LeanRun` where the lines allow (``hash`` walks only)."""
@@ -480,7 +512,7 @@ class Listing:
             for number in range(self.passes):
                 if self.spool is None:
                     self.spool = start_dump(self.address, self.info, self.mode, self.path,
-                                            stall_timeout=self.stall_timeout)
+                                            stall_timeout=self.stall_timeout, silence=self.silence)
                 new = 0
                 for chunk in self.spool.chunks():
                     run = parse(chunk)
@@ -491,6 +523,7 @@ class Listing:
                     new += len(run)
                     if len(run):
                         yield run
+                self.inferred_end |= self.spool.inferred_end
                 self.spool.close()
                 self.spool = None
                 if seen is None or (number and not new):
@@ -512,4 +545,4 @@ def dump_runs(address: MemcachedAddress, info: ServerInfo, path: str, *, mode: s
 
 __all__ = ["DumpEntry", "DumpRun", "DumpSpool", "Listing", "MODES", "MetadumpError", "batches", "choose_mode",
            "decode_key", "describe_mode", "dump_runs", "LeanRun", "lean_chunk", "parse_chunk", "parse_line",
-           "parse_mgdump", "refusal", "start_dump", "text_safe"]
+           "parse_mgdump", "refusal", "start_dump", "text_safe", "wait_for_crawler"]

@@ -38,7 +38,7 @@ from typing import Any, Iterator
 from ..engines.address import TlsOptions
 from ..engines.discovery import engine_for_rdb, find_engine
 from ..engines.memcached_conn import MemcachedAddress, MemcachedInputError, ServerInfo, probe, read_auth_file
-from ..engines.memcached_dump import Listing, choose_mode, describe_mode
+from ..engines.memcached_dump import DUMP_SILENCE, Listing, choose_mode, describe_mode
 from ..engines.memcached_ring import Ring
 from ..engines.server import EngineServer
 from ..errors import EngineError, SnaptoolError, ValidationError
@@ -87,6 +87,7 @@ class MigrateOptions:
     enumerate: str = "auto"  # metadump "hash" (1.6.9+) or "all", or "mgdump" (1.6.19+, keys only)
     fetch: str = "auto"  # "meta" (1.6.10+) or "gets"
     timeout: float = 60.0  # seconds of silence from a server before giving up
+    dump_silence: float = DUMP_SILENCE  # seconds of silence that end a dump without END (before 1.5.4)
     tags: tuple[str, ...] = ()
     kind: str = "manual"
     tls: TlsOptions | None = None
@@ -155,6 +156,8 @@ def migrate_memcached(options: MigrateOptions, progress: Progress | None = None)
         raise MemcachedInputError(f"--on-duplicate must be one of {', '.join(DUPLICATE_POLICIES)}")
     if options.workers < 1:
         raise MemcachedInputError("--workers must be at least 1")
+    if not options.timeout > 0 or not options.dump_silence > 0:
+        raise MemcachedInputError("--timeout and --dump-silence must be positive numbers of seconds")
     if options.enumerate == "mgdump" and options.fetch == "gets":
         raise MemcachedInputError("--enumerate mgdump lists no expiry times, which --fetch gets needs: "
                                   "use --fetch meta")

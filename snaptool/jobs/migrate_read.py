@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from ..engines.memcached_conn import MemcachedAddress, ServerInfo
-from ..engines.memcached_dump import DumpRun, LeanRun, Listing, batches, dump_runs
+from ..engines.memcached_dump import DumpRun, LeanRun, Listing, batches
 from ..engines.memcached_fetch import Columns, Result, open_fetcher
 from ..engines.memcached_ring import BoundRing
 from .migrate_check import Item
@@ -54,6 +54,7 @@ class SourceReport:
     new: int = 0  # written during the run, found by the second listing, copied
     changed: int = 0  # changed during the run (another cas), copied again
     gone_after_read: int = 0  # read, then gone from the second listing (deleted or expired; still copied)
+    end_inferred: bool = False  # a listing ended by a silence (no END line before 1.5.4): it may be incomplete
     seconds: float = 0.0
 
 
@@ -111,10 +112,12 @@ class Reader:
 
         def runs() -> Iterator[DumpRun]:
             nonlocal listed
-            for run in dump_runs(address, info, os.path.join(self.work, f"dump-{index}"),
-                                 mode=self.options.enumerate, stall_timeout=self.options.timeout):
+            listing = Listing(address, info, os.path.join(self.work, f"dump-{index}"), mode=self.options.enumerate,
+                              stall_timeout=self.options.timeout, silence=self.options.dump_silence)
+            for run in listing.runs():
                 listed += len(run)
                 yield from batches(run)
+            report.end_inferred |= listing.inferred_end
 
         fetcher = open_fetcher(address, info, self.options.fetch, self.options.workers, self.options.timeout)
         try:
@@ -129,7 +132,7 @@ class Reader:
         # compared by cas, which mgdump does not print: its servers (1.6.19+) are walked with metadump hash
         mode = "hash" if self.options.enumerate == "mgdump" else self.options.enumerate
         return Listing(address, info, os.path.join(self.work, f"delta-{index}"), mode=mode,
-                       stall_timeout=self.options.timeout)
+                       stall_timeout=self.options.timeout, silence=self.options.dump_silence)
 
     def finish_delta(self, index: int, address: MemcachedAddress, info: ServerInfo, listing: Listing,
                      report: SourceReport) -> None:
@@ -173,6 +176,7 @@ class Reader:
                 fetcher.close()
         finally:
             listing.close()
+        report.end_inferred |= listing.inferred_end
         report.gone_after_read = max(0, report.read - seen_again)
 
     def _record_clean(self, index: int, batch: DumpRun, columns: Columns, report: SourceReport) -> bool:

@@ -7,14 +7,16 @@ Servers are started here on free loopback ports (``MemcachedServer``) and stoppe
 from __future__ import annotations
 
 import base64
+import contextlib
 import socket
+import threading
 import time
 
 import pytest
 
 from snaptool.engines.memcached_conn import CannotEnumerate, MemcachedAddress, MemcachedInputError, ServerInfo, \
-    probe, read_auth_file
-from snaptool.engines.memcached_dump import DumpSpool, MetadumpError, choose_mode, decode_key, describe_mode, \
+    open_raw, probe, read_auth_file
+from snaptool.engines.memcached_dump import MODES, DumpSpool, MetadumpError, choose_mode, decode_key, describe_mode, \
     dump_runs, parse_chunk, parse_line, parse_mgdump, refusal, start_dump
 from snaptool.engines.memcached_ring import Ring
 from snaptool.engines.memcached_fetch import GetsFetcher, MetaFetcher, columns
@@ -114,6 +116,7 @@ def test_parse_rejects_garbage_and_decodes_every_escape() -> None:
     (b"CLIENT_ERROR unauthenticated", MetadumpError, False),
     (b"ERROR cannot pipeline other commands before metadump", MetadumpError, False),
     (b"BADCLASS invalid class id", MetadumpError, False),
+    (b"ERROR", CannotEnumerate, False),  # ElastiCache, and releases without the listing asked for
 ])
 def test_refusal_lines(line: bytes, kind: type, retry: bool) -> None:
     error = refusal(line, "h:1")
@@ -121,6 +124,62 @@ def test_refusal_lines(line: bytes, kind: type, retry: bool) -> None:
     assert getattr(error, "retry", False) is retry
     if kind is CannotEnumerate:
         assert "dual-write" in str(error)
+
+
+# --------------------------------------------------------------------------- the drain, fed recorded lines
+
+def drained(tmp_path, pieces: list[bytes], **spool_options) -> tuple[DumpSpool, list[bytes]]:
+    """Feed ``pieces`` to a real DumpSpool through a socket pair, one send each, then read the
+    dump while the connection stays open (a server falls silent; it does not hang up)."""
+    ours, theirs = socket.socketpair()
+    spool = DumpSpool(ours, str(tmp_path / "spool"), "h:1", **spool_options).start(b"")
+    with theirs:
+        for piece in pieces:
+            theirs.sendall(piece)
+            time.sleep(0.05)  # pacing, so the pieces arrive as separate reads
+        runs = [parse_chunk(chunk) for chunk in spool.chunks()]
+    spool.close()
+    return spool, [key for run in runs for key in run.keys]
+
+
+def test_a_dump_without_end_ends_with_a_silence_and_says_so(tmp_path) -> None:
+    """Before 1.5.4 no END line: the lines, then nothing while the connection stays open."""
+    lines = RECORDED_1_6_18.splitlines(keepends=True)
+    spool, keys = drained(tmp_path, lines, ends=False, stall_timeout=30, silence=0.5)
+    assert keys == parse_chunk(RECORDED_1_6_18).keys and spool.error is None
+    assert spool.inferred_end  # the report says the listing may be incomplete
+
+
+def test_an_empty_dump_without_end_is_empty_not_stalled(tmp_path) -> None:
+    spool, keys = drained(tmp_path, [], ends=False, stall_timeout=0.5, silence=0.5)
+    assert keys == [] and spool.error is None and spool.inferred_end
+
+
+def test_a_short_pause_mid_dump_is_not_its_end(tmp_path) -> None:
+    """A pause shorter than the silence bound: the lines after it are listed too."""
+    ours, theirs = socket.socketpair()
+    spool = DumpSpool(ours, str(tmp_path / "spool"), "h:1", ends=False, stall_timeout=30, silence=3).start(b"")
+    lines = RECORDED_1_6_18.splitlines(keepends=True)
+    with theirs:
+        theirs.sendall(b"".join(lines[:5]))
+        spool.wait_started()
+        time.sleep(0.5)
+        theirs.sendall(b"".join(lines[5:]))
+        theirs.shutdown(socket.SHUT_WR)  # the server closes: also an end for a release without END
+        keys = [key for chunk in spool.chunks() for key in parse_chunk(chunk).keys]
+    spool.close()
+    assert keys == parse_chunk(RECORDED_1_6_18).keys and not spool.inferred_end
+
+
+@pytest.mark.parametrize("pieces, listed", [
+    ([b"OK\r\n" + RECORDED_1_6_18 + b"END\r\n"], 13),
+    ([b"O", b"K\r\n", RECORDED_1_6_18[:50], RECORDED_1_6_18[50:] + b"EN", b"D\r\n"], 13),  # split across reads
+    ([b"OK\r", b"\nEND\r\n"], 0),  # an empty dump of 1.6.43+
+])
+def test_the_leading_ok_of_1_6_43_is_dropped(tmp_path, pieces: list[bytes], listed: int) -> None:
+    spool, keys = drained(tmp_path, pieces)
+    assert spool.error is None and not spool.inferred_end
+    assert keys == parse_chunk(RECORDED_1_6_18).keys[:listed]
 
 
 #: `lru_crawler mgdump hash` (1.6.19+) in the format of memcached's crawler (crawler.c): a text key as
@@ -322,12 +381,13 @@ def test_stalled_server_trips_the_watchdog(tmp_path) -> None:
         info = probe(mc.address)
         mc.pause()
         try:
-            started = time.monotonic()
-            spool = start_dump(mc.address, info, "hash", str(tmp_path / "spool"), stall_timeout=1.0)
+            with pytest.raises(EngineError, match="did not answer version within 1s"):
+                start_dump(mc.address, info, "hash", str(tmp_path / "spool"), stall_timeout=1.0)  # its first look
+            spool = DumpSpool(open_raw(mc.address, 1.0), str(tmp_path / "spool"), mc.endpoint,
+                              stall_timeout=1.0).start(MODES["hash"])
             with pytest.raises(MetadumpError, match="stalled"):
                 list(spool.chunks())
             spool.close()
-            assert time.monotonic() - started < 30
         finally:
             mc.resume()
         assert not (tmp_path / "spool").exists()
@@ -371,3 +431,106 @@ def test_ascii_auth(tmp_path) -> None:
             fetcher.close()
         assert sorted((k, r[0], r[1]) for k, r in zip(batch.keys, results or zip(*columns))) == \
             sorted((b"secret:%d" % i, b"v%d" % i, 5) for i in range(50))
+
+
+# --------------------------------------------------------------------------- servers that cannot be listed
+
+def sasl_server(tmp_path, monkeypatch) -> MemcachedServer:
+    """memcached -S: binary protocol only. It needs a SASL configuration to start at all."""
+    (tmp_path / "memcached.conf").write_text("mech_list: plain\n")
+    monkeypatch.setenv("SASL_CONF_PATH", str(tmp_path))
+    return MemcachedServer(["-S"])
+
+
+def test_a_sasl_only_server_is_refused_with_the_reason(tmp_path, monkeypatch) -> None:
+    auth = tmp_path / "auth.txt"
+    auth.write_text("alice:s3cret\n")
+    with sasl_server(tmp_path, monkeypatch) as mc:
+        for address in (mc.address, MemcachedAddress(mc.host, mc.port, read_auth_file(str(auth)))):
+            with pytest.raises(CannotEnumerate) as refused:
+                probe(address, timeout=30)
+            message = str(refused.value)
+            assert "binary protocol" in message and "SASL" in message and "dual-write" in message
+            assert str(mc.address) in message and "\n" not in message
+
+
+def test_a_server_that_is_not_memcached_is_refused(engine_server) -> None:
+    node = engine_server("redis-7.0")
+    with pytest.raises(CannotEnumerate, match="answered version with .-ERR unknown command.*not memcached.*dual-write"):
+        probe(MemcachedAddress(node.host, node.port))
+    assert node.client().ping()  # it was only asked, nothing else
+
+
+def replay(answer: bytes) -> tuple[MemcachedAddress, threading.Thread]:
+    """A listener that answers one connection's probe with recorded bytes, then hangs up."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        with listener, listener.accept()[0] as conn:
+            conn.recv(4096)
+            conn.sendall(answer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return MemcachedAddress("127.0.0.1", listener.getsockname()[1]), thread
+
+
+def test_a_service_that_rejects_stats_settings_is_refused() -> None:
+    """ElastiCache Serverless answers version but rejects stats settings."""
+    address, thread = replay(b"VERSION 1.6.22\r\nERROR\r\nERROR\r\n")
+    with pytest.raises(CannotEnumerate, match="answered stats settings with 'ERROR'.*ElastiCache.*dual-write"):
+        probe(address)
+    thread.join()
+
+
+def test_plain_error_to_a_listing_is_refused_with_the_reason(server, tmp_path) -> None:
+    """Debian's 1.6.18 answers plain ERROR to lru_crawler mgdump, as ElastiCache does to every
+    lru_crawler command: the reason and the dual-write advice, and nothing spooled."""
+    mc, _ = server
+    spool = start_dump(mc.address, probe(mc.address), "mgdump", str(tmp_path / "spool"))
+    with pytest.raises(CannotEnumerate) as refused:
+        list(spool.chunks())
+    spool.close()
+    message = str(refused.value)
+    assert "lru_crawler mgdump hash with ERROR" in message and "ElastiCache" in message and "dual-write" in message
+    assert spool.written == 0 and not (tmp_path / "spool").exists()
+
+
+def answering(mc: MemcachedServer, connections: int = 8) -> int:
+    """How many new connections get an answer to `version` (a worker blocked on the crawler lock does not)."""
+    count = 0
+    for _ in range(connections):
+        with socket.create_connection((mc.host, mc.port)) as sock:
+            sock.settimeout(1)
+            sock.sendall(b"version\r\n")
+            with contextlib.suppress(socket.timeout):
+                count += sock.recv(64).startswith(b"VERSION")
+    return count
+
+
+def crawler_settles(mc: MemcachedServer, running: str) -> None:
+    """Until ``stats`` says lru_crawler_running is ``running`` (at most about 10 s)."""
+    for _ in range(200):
+        if probe(mc.address).stats["lru_crawler_running"] == running:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"lru_crawler_running never became {running}")
+
+
+def test_a_crawler_job_already_running_is_waited_for_then_refused(tmp_path) -> None:
+    """Another client's dump that nobody reads keeps the crawler busy. On 1.6.18 a second crawler
+    command is not answered BUSY but blocks a worker thread: none may be sent, so the migration
+    waits (--timeout), then refuses with one clear line."""
+    with MemcachedServer() as mc:
+        meta_set(mc.address, [(b"k:%06d" % i, b"x" * 20, 0, 0) for i in range(100000)])
+        with socket.create_connection((mc.host, mc.port)) as other:
+            other.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            other.sendall(b"lru_crawler metadump all\r\n")  # never read
+            crawler_settles(mc, "1")
+            assert answering(mc) == 8
+            with pytest.raises(MetadumpError, match="another LRU crawler job .* none was started"):
+                start_dump(mc.address, probe(mc.address), "hash", str(tmp_path / "spool"), stall_timeout=2)
+            assert answering(mc) == 8  # no crawler command of ours waits behind it, holding a worker
+            assert not (tmp_path / "spool").exists()
+        crawler_settles(mc, "0")  # the abandoned dump ends with its socket
+        assert sum(len(run) for run in dump_runs(mc.address, probe(mc.address), str(tmp_path / "again"))) == 100000

@@ -97,12 +97,27 @@ def test_refusals_and_bad_input_are_one_line(engine_server, tmp_path) -> None:
         (["--from", "127.0.0.1:1", "--to-dir", str(tmp_path), "--ring", "ketama:1,2"], "2 weight(s) for 1"),
         (["--from", "127.0.0.1:1", "--to-dir", str(tmp_path), "--enumerate", "mgdump", "--fetch", "gets"],
          "--fetch meta"),
+        (["--from", "127.0.0.1:1", "--to-dir", str(tmp_path), "--dump-silence", "0"], "--dump-silence"),
     ]
     for args, message in cases:
         result = snaptool("migrate", "memcached", *args)
         assert result.returncode == 2 and message in one_line_error(result)
     result = snaptool("migrate", "memcached", "--from", "127.0.0.1:1", "--to-dir", str(tmp_path))
     assert result.returncode == 1 and "cannot reach memcached at 127.0.0.1:1" in one_line_error(result)
+
+
+def test_a_sasl_only_server_is_one_line_with_the_reason(engine_server, tmp_path, monkeypatch) -> None:
+    (tmp_path / "memcached.conf").write_text("mech_list: plain\n")  # memcached -S starts only with one
+    monkeypatch.setenv("SASL_CONF_PATH", str(tmp_path))
+    with MemcachedServer(["-S"]) as mc:
+        target = engine_server(ENGINE)
+        result = snaptool("migrate", "memcached", "--from", mc.endpoint, "--to", target.url)
+        line = one_line_error(result)
+        assert result.returncode == 1 and "binary protocol" in line and "SASL" in line and "dual-write" in line
+        assert target.client().dbsize() == 0
+        result = snaptool("migrate", "memcached", "--from", mc.endpoint, "--to-dir", str(tmp_path / "out"))
+        assert result.returncode == 1 and "dual-write" in one_line_error(result)
+        assert not (tmp_path / "out").exists()
 
 
 def test_a_target_that_loses_keys_fails_with_the_table(engine_server) -> None:
@@ -131,3 +146,16 @@ def test_into_a_file_and_a_dry_run(tmp_path) -> None:
         inspect = subprocess.run([sys.executable, "-m", "snaptool", "inspect", str(tmp_path / "seed" / "dump.rdb"),
                                   "--json"], capture_output=True, text=True, cwd=ROOT)
         assert json.loads(inspect.stdout)["keys"] == 2000
+
+
+def test_the_report_says_when_a_listing_ended_in_a_silence() -> None:
+    """Releases before 1.5.4 print no END: the report says the listing may be incomplete."""
+    from snaptool.cli.migrate import table
+    from snaptool.jobs.migrate_memcached import MigrationReport, SourceReport
+
+    source = SourceReport("mc:11211", "1.5.3", "metadump all", "gets", listed=10, read=10)
+    assert "inferred from a silence" not in table(MigrationReport([source], "redis://x", "ignore"))
+    source.end_inferred = True
+    text = table(MigrationReport([source], "redis://x", "ignore"))
+    assert "the end was inferred from a silence" in text and "may be incomplete" in text
+    assert MigrationReport([source], "redis://x", "ignore").to_json()["sources"][0]["end_inferred"] is True

@@ -24,8 +24,12 @@ from snaptool.engines.memcached_dump import text_safe
 from snaptool.engines.memcached_server import MemcachedServer, find_memcached
 from snaptool.engines.server import EngineServer
 from snaptool.errors import EngineError, SnaptoolError, ValidationError
+from snaptool.jobs.drill import drill
+from snaptool.jobs.fetch import fetch
 from snaptool.jobs.migrate_flags import FlagsPolicy, FlagsRefused, open_envelope
 from snaptool.jobs.migrate_memcached import DuplicateKeys, MigrateOptions, migrate_memcached
+from snaptool.jobs.split import split
+from snaptool.jobs.validate import validate_cluster
 from snaptool.rdb.checksum import key_slot
 from snaptool.rdb.reader import RdbReader
 from snaptool.rdb.slots import SlotLayout
@@ -204,6 +208,10 @@ def test_100k_keys_into_a_node(loaded, engine_server) -> None:
     assert client.dbsize() == len(held) + 1
     assert report.ok and report.check.equal == len(held) and report.written == len(held)
     assert report.inventory.nonzero == len(flags)
+    # the value magic sampled per (prefix, flags): every client convention of the data set is recognised
+    kinds = {r["flags"]: set(r["values"]) for r in report.inventory.rows() if r["prefix"] == "conv:"}
+    assert {"pickle", "java-serialized", "ruby-marshal"} <= kinds[1]
+    assert {"gzip", "text"} <= kinds[2] and kinds[8] == {"zlib"} and kinds[4] == {"php-serialize"}
     assert report.sources[0].enumeration == "metadump hash" and report.sources[0].fetch == "mg"
 
 
@@ -247,7 +255,9 @@ def test_100k_keys_into_an_rdb_file(loaded, tmp_path, get_engine) -> None:
         assert server.client().dbsize() == len(held)
 
 
-def test_a_snapshot_in_a_repository(tmp_path) -> None:
+def test_a_snapshot_in_a_repository(tmp_path, get_engine) -> None:
+    """The snapshot then goes through the other jobs: a drill, and a split into 3 shards that a
+    local cluster loads and matches key for key."""
     with MemcachedServer() as mc:
         items = dataset(3000, big=False)
         meta_set(mc.address, items)
@@ -259,6 +269,16 @@ def test_a_snapshot_in_a_repository(tmp_path) -> None:
         assert manifest.source["type"] == "memcached" and manifest.tags == ["from-memcached"]
         assert manifest.keys == len(items) == report.check.equal
         assert manifest.files[0].databases[0].expires == sum(1 for _, _, _, t in items if t)
+    drilled = drill(report.snapshot, repo)
+    assert drilled.ok and drilled.keys == len(items), drilled.to_json()
+    (fetched,) = fetch(repo, manifest, str(tmp_path / "fetched"))
+    layout = SlotLayout.even(3)
+    shards = split([fetched.path], tmp_path / "shards", layout)
+    assert shards.keys_out == len(items) and all(sum(s.keys.values()) for s in shards.shards)
+    with RdbReader.open(fetched.path) as reader:
+        validation = validate_cluster(get_engine(ENGINE), layout, [str(tmp_path / "shards" / s.file)
+                                                                   for s in shards.shards], reader.records())
+    assert validation.ok and validation.equal == len(items), validation.table()
 
 
 # --------------------------------------------------------------------------- refusals and policies
@@ -279,56 +299,59 @@ def test_nonzero_flags_without_a_policy_write_nothing(engine_server) -> None:
 
 @pytest.mark.parametrize("into", ["node", "file"])
 def test_keys_written_during_the_run_are_copied(engine_server, get_engine, tmp_path, into: str) -> None:
+    """A writer changes, deletes and adds keys while the first pass reads (and finishes before the
+    second listing starts, so the end state is known): the target then holds exactly what
+    memcached holds, plus the keys deleted after they were read, which the report counts."""
     with MemcachedServer() as mc:
         stable = [(b"stable:%05d" % i, b"v%d" % i, 0, 0) for i in range(20000)]
-        meta_set(mc.address, stable + [(b"churn:%d" % i, b"old", 1, 0) for i in range(200)])
-        stop = threading.Event()
-        writes = {"n": 0}
+        churn = [b"churn:%d" % i for i in range(200)]
+        late = [b"late:%d" % n for n in range(1, 1001)]
+        meta_set(mc.address, stable + [(key, b"old", 1, 0) for key in churn])
+        deletes = 0
 
         def writer() -> None:
+            nonlocal deletes
             from pymemcache.client.base import Client
             client = Client((mc.host, mc.port))
-            n = 0
-            while not stop.is_set():
-                n += 1
-                client.set(b"churn:%d" % (n % 200), b"new-%d" % n, flags=n % 2)  # values and flags change
-                client.set(b"late:%d" % n, b"late", expire=3600)
+            for n in range(1, len(late) + 1):
+                client.set(churn[n % 200], b"new-%d" % n, flags=n % 2)  # values and flags change
+                client.set(late[n - 1], b"late", expire=3600)
                 if n % 7 == 0:
-                    client.delete(b"churn:%d" % ((n + 100) % 200))
-                writes["n"] = n
+                    deletes += client.delete(churn[(n + 100) % 200], noreply=False)
             client.close()
 
-        thread = threading.Thread(target=writer)
-        started = threading.Event()
+        ran = threading.Event()
 
         def progress(stage: str, done: int, total: int | None) -> None:
-            if stage.startswith("read") and not started.is_set():
-                started.set()
-                thread.start()
-                while writes["n"] < 200:  # the writer is busy before the first pass ends
-                    time.sleep(0.01)
+            if stage.startswith("read") and not ran.is_set():  # the first pass is reading: write meanwhile
+                ran.set()
+                writer()
 
         target = engine_server(ENGINE) if into == "node" else None
         options = MigrateOptions((mc.endpoint,), flags=FlagsPolicy.parse("hash:mcflags"),
                                  to=target.url if target else None, to_dir=None if target else str(tmp_path / "out"))
-        try:
-            report = migrate_memcached(options, progress)
-        finally:
-            stop.set()
-            thread.join()
+        report = migrate_memcached(options, progress)
+        held = memcached_holds(mc.address, churn + late)
         if target is None:  # the file loads (no key twice) into another engine and holds the same
             target = EngineServer(get_engine("valkey-8.1"), rdb=tmp_path / "out" / "dump.rdb").start()
         try:
             client = target.client()
-            stable_keys = [k for k, _, _, _ in stable]
-            assert client.mget(stable_keys) == [v for _, v, _, _ in stable]  # every stable key arrives
             source = report.sources[0]
-            assert source.new > 0  # late writers, found by the second listing
-            assert report.ok  # churn is reported, not counted as loss
-            # written before the second listing, so all found by it
-            assert client.exists(*[b"late:%d" % n for n in range(1, 200)]) == 199
+            assert report.ok and deletes  # churn is reported, not counted as loss
+            assert client.mget([k for k, _, _, _ in stable]) == [v for _, v, _, _ in stable]
+            # every churned or late key memcached still holds arrived with its last value and flags
+            got = dict(zip(churn + late, client.mget(churn + late)))
             flagged = client.hgetall(b"mcflags")
-            assert flagged and all(client.exists(k) for k in flagged)  # no field outlives its key's flags
+            assert len(held) > len(late) and {k: got[k] for k in held} == {k: v for k, (v, _) in held.items()}
+            assert {k: int(flagged[k]) for k in held if k in flagged} == {k: f for k, (_, f) in held.items() if f}
+            # keys deleted after the first pass read them are still copied: exactly the count reported
+            stale = [k for k in churn if k not in held and got[k] is not None]
+            assert source.gone_after_read == len(stale)
+            assert source.vanished + source.gone_after_read <= deletes  # each needed a delete of its own
+            assert 0 < source.changed + source.new and source.changed <= len(churn)
+            # what the target holds: the first pass, the keys new in the second listing
+            assert source.read + source.new == len(stable) + len(held) + len(stale) == report.written
+            assert all(client.exists(k) for k in flagged)  # no field outlives its key's flags
             assert client.dbsize() == report.written + 1
         finally:
             target.stop()
