@@ -67,6 +67,12 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         click.echo(f"snaptool: error: {where}{exc.strerror or exc}", err=True)
         return 1
+    except Exception as exc:  # an S3 or network error no job worded: still one line, no traceback
+        from ..storage.s3 import describe_error, is_boto_error
+        if not is_boto_error(exc):
+            raise
+        click.echo(f"snaptool: error: {describe_error(exc)}", err=True)
+        return 1
     except KeyboardInterrupt:
         click.echo("snaptool: interrupted", err=True)
         return 130

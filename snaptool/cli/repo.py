@@ -163,7 +163,8 @@ def backup_command(source: str, repo: Repository, login: dict, tags: tuple[str, 
                             encryption=encryption, pinned=pin, export_bucket=elasticache["export_bucket"],
                             keep_source=elasticache["keep_source"], keep_export=elasticache["keep_export"],
                             grant_elasticache=elasticache["grant"], poll_seconds=elasticache["poll_seconds"],
-                            lock_wait=parse_wait(lock_wait, "--lock-wait"), lock_waiting=_say_waiting, **login)
+                            lock_wait=parse_wait(lock_wait, "--lock-wait"), lock_waiting=_say_waiting,
+                            echo=lambda line: click.echo(f"snaptool: {line}", err=True), **login)
     with transfer_progress() as bar_for:
         manifest = backup(source, repo, options, progress_for=bar_for)
     if as_json:

@@ -69,6 +69,8 @@ class BackupOptions:
     # (retrying with growing pauses), telling ``lock_waiting`` once, instead of failing at once
     lock_wait: float = 0.0
     lock_waiting: Waiting | None = None
+    # steps and warnings of long-running sources (an ElastiCache snapshot and export), one line each
+    echo: Callable[[str], None] | None = None
 
 
 def backup(source: str, repo: Repository, options: BackupOptions | None = None, *,
@@ -112,7 +114,7 @@ def _elasticache(source: str, repo: Repository, options: BackupOptions,
         export_bucket=options.export_bucket, kind=options.kind, tags=options.tags, pinned=options.pinned,
         keep_source=options.keep_source,
         keep_export=options.keep_export, grant=options.grant_elasticache, digest=options.digest,
-        encryption=options.encryption, poll_seconds=options.poll_seconds,
+        encryption=options.encryption, poll_seconds=options.poll_seconds, echo=options.echo,
         aws=options.source_s3 or repo.s3)
     with _backup_lock(repo, options):
         return elasticache_backup(source, repo, settings, progress_for=progress_for)

@@ -35,6 +35,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterator
 
 from .repository import Repository, RepositoryError
+from .s3 import describe_error, is_boto_error
 
 LOCKS = "locks"
 KINDS = ("shared", "exclusive")
@@ -174,6 +175,10 @@ def write_new(repo: Repository, relpath: str, data: bytes) -> str:
         raise
     except OSError as exc:
         raise _failure(repo, relpath, exc) from None
+    except Exception as exc:  # noqa: BLE001 - an endpoint that cannot be reached, and the like
+        if not is_boto_error(exc):
+            raise
+        raise RepositoryError(f"{repo.where(relpath)}: {describe_error(exc)}") from None
 
 
 def _link_or_create(tmp: str, path: str, data: bytes) -> None:

@@ -226,4 +226,4 @@ def describe_error(exc: BaseException) -> str:
 
 
 def is_boto_error(exc: BaseException) -> bool:
-    return type(exc).__module__.startswith(("botocore", "boto3", "urllib3", "s3transfer"))
+    return type(exc).__module__.startswith(("botocore", "boto3", "urllib3", "s3transfer", "aiobotocore", "aiohttp"))

@@ -271,3 +271,21 @@ def test_backup_gives_up_after_its_lock_wait_in_one_line_leaving_nothing(tmp_pat
     assert_one_line_error(snaptool("backup", str(SAMPLE), "--repo", repo, "--lock-wait", "5x"), 1,
                           "--lock-wait '5x': give seconds or a duration")
     assert not (tmp_path / "repo" / "snapshots").exists()
+
+
+def test_an_s3_endpoint_that_cannot_be_reached_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    empty = tmp_path / "aws-config"
+    empty.write_text("")
+    for name, value in {"AWS_ENDPOINT_URL": dead, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y",
+                        "AWS_REGION": "us-east-1", "AWS_MAX_ATTEMPTS": "1", "AWS_CONFIG_FILE": str(empty),
+                        "AWS_SHARED_CREDENTIALS_FILE": str(empty)}.items():
+        monkeypatch.setenv(name, value)
+    repo = "s3://nowhere/redis"
+    for args in (["backup", str(SAMPLE)], ["snapshots"], ["restore", "latest", "--to-dir", str(tmp_path / "o")],
+                 ["prune", "--keep-last", "1"]):
+        assert_one_line_error(snaptool(*args, "--repo", repo), 1, "Could not connect to the endpoint URL")

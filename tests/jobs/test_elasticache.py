@@ -395,10 +395,14 @@ def test_seed_and_check_bucket_from_the_command_line(s3_env: str, tmp_path: Path
                    "use --target redis-4.0")
 
 
-def _one_error_line(capsys: pytest.CaptureFixture) -> str:
+def _one_error_line(capsys: pytest.CaptureFixture, steps: list[str] | None = None) -> str:
+    """The one error line (last); any lines before it are steps (``snaptool: …``), kept in ``steps``."""
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("snaptool: error: "), err
-    return err[0][len("snaptool: error: "):]
+    assert err and err[-1].startswith("snaptool: error: "), err
+    assert all(line.startswith("snaptool: ") and "error" not in line for line in err[:-1]), err
+    if steps is not None:
+        steps.extend(err[:-1])
+    return err[-1][len("snaptool: error: "):]
 
 
 def test_backup_of_elasticache_from_the_command_line_refuses_in_one_line(
@@ -421,7 +425,10 @@ def test_backup_of_elasticache_from_the_command_line_refuses_in_one_line(
     assert "does not grant ElastiCache" in _one_error_line(capsys)
     assert _cli("backup", url, "--export-bucket", export, "--grant-elasticache", "--poll-seconds", "0",
                 "--repo", repo) == 1  # moto has no CopySnapshot: the export fails after the snapshot exists
-    assert _one_error_line(capsys).startswith("ElastiCache CopySnapshot in us-east-1: ")
+    steps: list[str] = []
+    assert _one_error_line(capsys, steps).startswith("ElastiCache CopySnapshot in us-east-1: ")
+    assert steps[0].startswith("snaptool: creating ElastiCache snapshot snaptool-")  # the steps reach stderr
+    assert any(line.startswith("snaptool: deleted ElastiCache snapshot ") for line in steps), steps
     assert elasticache.describe_snapshots(ReplicationGroupId=group)["Snapshots"] == []  # cleaned up
     monkeypatch.delenv("AWS_REGION")
     assert _cli("backup", f"elasticache://{group}", "--export-bucket", export, "--repo", repo) == 1
