@@ -308,3 +308,84 @@ def test_many_duplicates_spill_to_disk(policy: str, kept: bytes, tmp_path: Path,
     assert values[b"k0"] == b"a" and values[b"k89"] == b"b"
     with pytest.raises(SnaptoolError, match="30 keys appear in more than one place"):
         merge([a, b], tmp_path / "e.rdb")
+
+
+def _items(path, kind) -> list:
+    with RdbReader.open(str(path)) as reader:
+        return [item for item in reader.items() if isinstance(item, kind)]
+
+
+def test_merge_keeps_databases_apart_and_functions_once(snapshots, tmp_path: Path) -> None:
+    """Identical function libraries appear once, conflicting ones are refused; every database of
+    every input keeps its keys, proven on one live node (per key and DEBUG DIGEST)."""
+    from snaptool.rdb.items import Function
+
+    name = "redis-7.0" if "redis-7.0" in snapshots else sorted(snapshots)[0]
+    source = snapshots[name]
+    libraries = _items(source, Function)
+    assert len(libraries) == 2  # the sample data's two Lua libraries
+    other = tmp_path / "other.rdb"
+    with open(other, "wb") as f:
+        builder = RdbBuilder(f, parse_target(name), functions=[lib.code for lib in libraries])
+        builder.add(b"other:0", "string", b"zero", db=0)
+        builder.add(b"other:3", "hash", [(b"f", b"v", None)], db=3)
+        builder.finish()
+    merged = tmp_path / "merged.rdb"
+    report = merge([source, other], merged)
+    assert report.duplicates == 0
+    assert sorted(lib.code for lib in _items(merged, Function)) == sorted(lib.code for lib in libraries)
+    by_db: dict[int, set[bytes]] = {}
+    for db, key in keys_of(source) + keys_of(other):
+        by_db.setdefault(db, set()).add(key)
+    assert {db: {k for d, k in keys_of(merged) if d == db} for db in by_db} == by_db
+    assert len(by_db) >= 3  # several databases, kept apart
+    validation = validate_node(ENGINES[name], str(merged), records(source, other), databases=max(by_db) + 1)
+    assert validation.ok, validation.table()
+
+    conflicting = tmp_path / "conflicting.rdb"
+    changed = libraries[0].code.replace(b"return", b"return 1 and", 1)
+    assert changed != libraries[0].code
+    with open(conflicting, "wb") as f:
+        builder = RdbBuilder(f, parse_target(name), functions=[changed])
+        builder.add(b"third", "string", b"x")
+        builder.finish()
+    with pytest.raises(SnaptoolError, match=f"function library '{libraries[0].name.decode()}' differs"):
+        merge([source, conflicting], tmp_path / "refused.rdb")
+    assert not (tmp_path / "refused.rdb").exists()
+
+
+def test_idle_and_freq_hints_survive_the_split(tmp_path: Path) -> None:
+    """LFU counters (and LRU idle times) are part of each record's bytes: routed as they are."""
+    engine = ENGINES.get("redis-7.0") or next(iter(ENGINES.values()))
+    outputs = {}
+    for policy in ("allkeys-lfu", "allkeys-lru"):
+        with EngineServer(engine, config={"maxmemory-policy": policy}) as server:
+            c = server.client()
+            for i in range(200):
+                c.set(f"k{i}", i)
+                for _ in range(i % 7):
+                    c.get(f"k{i}")
+            path = tmp_path / f"{policy}.rdb"
+            path.write_bytes(server.save().read_bytes())
+        want = {r.key: (r.freq, r.idle) for r in records(path)}
+        assert any(f for f, _ in want.values()) or any(i is not None for _, i in want.values())
+        report = split([path], tmp_path / policy, SlotLayout.even(3))
+        got = {r.key: (r.freq, r.idle) for s in report.shards for r in records(tmp_path / policy / s.file)}
+        assert got == want
+        outputs[policy] = want
+    assert any(f for f, _ in outputs["allkeys-lfu"].values())  # LFU counters were there to keep
+
+
+@pytest.mark.skipif(not (Path(__file__).resolve().parents[3] / "shared" / "corpora" / "redis__librdb").is_dir(),
+                    reason="the shared RDB corpora are not beside the project")
+def test_slot_info_is_never_copied_stale(tmp_path: Path) -> None:
+    """An RDB 12 file with SLOT_INFO (librdb's cluster fixture): each output says nothing stale."""
+    from snaptool.rdb.items import SlotInfo
+
+    source = Path(__file__).resolve().parents[3] / "shared" / "corpora" / "redis__librdb" / "test" / "dumps" \
+        / "cluster_slot_info.rdb"
+    assert _items(source, SlotInfo)
+    report = split([source], tmp_path, SlotLayout.even(2))  # RDB 12 in, RDB 12 out
+    for shard in report.shards:
+        assert _items(tmp_path / shard.file, SlotInfo) == []
+    assert report.keys_out == len(keys_of(source))
