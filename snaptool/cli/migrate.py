@@ -130,6 +130,8 @@ def table(report: MigrationReport) -> str:
                      f"{s.seconds:.1f}s")
         if s.why:
             lines.append(f"  {s.enumeration}: {s.why}")
+        if s.passes > 1:
+            lines.append(f"  {s.enumeration}: {s.passes} walks, {s.repeated:,} repeats dropped")
         if s.end_inferred:
             lines.append(f"  ! {s.enumeration}: the end was inferred from a silence (memcached before 1.5.4 prints no "
                          "END), so the listing may be incomplete; the second listing and the check still ran")

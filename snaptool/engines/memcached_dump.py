@@ -484,13 +484,25 @@ def lean_chunk(chunk: bytes) -> LeanRun | DumpRun:
     return LeanRun(chunk, keys, list(map(_LEAN_CAS, found)))
 
 
+def unseen(run: DumpRun, seen: set[bytes]) -> DumpRun:
+    """The items of ``run`` whose key is not in ``seen``, each key once (an LRU walk may list an item
+    the LRU moves twice, even within one run); their keys are added to ``seen``."""
+    fresh = []
+    for index, key in enumerate(run.keys):
+        if key not in seen:
+            seen.add(key)
+            fresh.append(index)
+    return run.select(fresh) if len(fresh) != len(run) else run
+
+
 class Listing:
     """Every key of a server, in runs (:meth:`runs`), its first walk started at once.
 
     Starting is separate from reading so a caller can let a listing drain in the background while
     it works on something else. ``hash`` is one walk; ``all`` (before 1.6.9) misses and repeats
     items the LRU moves, so it is walked again until a pass finds nothing new (at most ``passes``
-    times) and repeats are dropped.
+    times) and repeats are dropped. ``walked`` and ``repeated`` say how many walks ran and how many
+    items they listed again, for the report.
     """
 
     def __init__(self, address: MemcachedAddress, info: ServerInfo, path: str, *, mode: str = "auto",
@@ -501,6 +513,8 @@ class Listing:
         self.stall_timeout, self.silence = stall_timeout, silence
         self.passes = passes if self.mode == "all" else 1
         self.inferred_end = False  # some walk ended by a silence (no END line before 1.5.4): maybe incomplete
+        self.walked = 0  # walks finished
+        self.repeated = 0  # items listed again (by a later walk, or twice in one), dropped
         self.spool: DumpSpool | None = start_dump(address, info, self.mode, path, stall_timeout=stall_timeout,
                                                   silence=silence)
 
@@ -517,15 +531,16 @@ class Listing:
                 for chunk in self.spool.chunks():
                     run = parse(chunk)
                     if seen is not None:
-                        fresh = [i for i, key in enumerate(run.keys) if key not in seen]
-                        run = run.select(fresh) if len(fresh) != len(run) else run
-                        seen.update(run.keys)
+                        listed = len(run)
+                        run = unseen(run, seen)
+                        self.repeated += listed - len(run)
                     new += len(run)
                     if len(run):
                         yield run
                 self.inferred_end |= self.spool.inferred_end
                 self.spool.close()
                 self.spool = None
+                self.walked += 1
                 if seen is None or (number and not new):
                     return
         finally:
@@ -545,4 +560,4 @@ def dump_runs(address: MemcachedAddress, info: ServerInfo, path: str, *, mode: s
 
 __all__ = ["DumpEntry", "DumpRun", "DumpSpool", "Listing", "MODES", "MetadumpError", "batches", "choose_mode",
            "decode_key", "describe_mode", "dump_runs", "LeanRun", "lean_chunk", "parse_chunk", "parse_line",
-           "parse_mgdump", "refusal", "start_dump", "text_safe", "wait_for_crawler"]
+           "parse_mgdump", "refusal", "start_dump", "text_safe", "unseen", "wait_for_crawler"]

@@ -46,7 +46,8 @@ class SourceReport:
     fetch: str  # "mg" or "gets"
     why: str = ""  # why that listing was chosen
     listed: int = 0  # keys the first listing found
-    repeated: int = 0  # listed more than once by the walk (dropped)
+    passes: int = 0  # walks of the first listing (metadump all walks again until one finds nothing new)
+    repeated: int = 0  # listed more than once by those walks (dropped)
     read: int = 0  # read and recorded in the first pass
     expired: int = 0  # expired between listing and reading
     vanished: int = 0  # deleted or evicted between listing and reading
@@ -118,6 +119,8 @@ class Reader:
                 listed += len(run)
                 yield from batches(run)
             report.end_inferred |= listing.inferred_end
+            report.passes = listing.walked
+            report.repeated += listing.repeated
 
         fetcher = open_fetcher(address, info, self.options.fetch, self.options.workers, self.options.timeout)
         try:

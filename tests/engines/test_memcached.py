@@ -20,7 +20,7 @@ from snaptool.engines.memcached_dump import MODES, DumpSpool, MetadumpError, cho
     dump_runs, parse_chunk, parse_line, parse_mgdump, refusal, start_dump
 from snaptool.engines.memcached_ring import Ring
 from snaptool.engines.memcached_fetch import GetsFetcher, MetaFetcher, columns
-from snaptool.engines.memcached_dump import DumpRun, batches, lean_chunk, text_safe
+from snaptool.engines.memcached_dump import DumpRun, Listing, batches, lean_chunk, text_safe, unseen
 from snaptool.engines.memcached_server import MemcachedServer, find_memcached
 from snaptool.errors import EngineError
 
@@ -334,6 +334,44 @@ def test_dump_lists_every_key_the_server_holds(server, tmp_path, mode: str) -> N
     assert sorted(keys) == sorted(items)  # every key exactly once, binary and 250-byte keys included
     assert not list(tmp_path.iterdir())  # the spool is removed
     assert info.items == len(keys)
+
+
+def test_unseen_drops_keys_listed_before_or_twice_in_one_run() -> None:
+    """An LRU walk lists an item the LRU moves again, in a later walk or later in the same one."""
+    lines = RECORDED_1_6_18.splitlines(keepends=True)
+    run = parse_chunk(b"".join(lines[:3] + lines[1:2] + lines[3:5]))  # the second line twice
+    seen = {run.keys[0]}  # listed by an earlier walk
+    fresh = unseen(run, seen)
+    assert fresh.keys == [run.keys[i] for i in (1, 2, 4, 5)]
+    assert fresh.cas == [run.cas[i] for i in (1, 2, 4, 5)] and fresh.unsafe  # columns stay aligned
+    assert seen == set(run.keys) and unseen(run, seen).keys == []
+
+
+def test_metadump_all_walks_again_until_a_walk_finds_nothing_new(tmp_path) -> None:
+    """Forced ``metadump all`` on 1.6.18: keys written once the first walk is over (its dump read to
+    END) are found by the second walk; a third finds nothing new and ends the listing. Every key is
+    yielded once; the walks of a quiet server list every key each time, the repeats are counted."""
+    first = [(b"old:%04d" % i, b"v", 0, 0) for i in range(2000)]
+    late = [(b"late:%03d" % i, b"w", 0, 0) for i in range(300)]
+    with MemcachedServer() as mc:
+        meta_set(mc.address, first)
+        listing = Listing(mc.address, probe(mc.address), str(tmp_path / "spool"), mode="all")
+        walks = listing.runs()
+        keys = list(next(walks).keys)
+        assert listing.walked == 0 and listing.spool is not None
+        deadline = time.monotonic() + 30
+        while not listing.spool.done:  # the server has printed END: its first walk is over
+            assert time.monotonic() < deadline, "the first walk never ended"
+            time.sleep(0.01)
+        meta_set(mc.address, late)
+        for run in walks:
+            keys += run.keys
+        held = {k for k, *_ in first + late}
+        assert sorted(keys) == sorted(held)  # every key, each once
+        assert listing.walked == 3  # the late keys made the second walk find something new
+        assert listing.repeated == len(first) + len(held)  # walk 2 repeats the old keys, walk 3 all of them
+        assert probe(mc.address).items == len(held)
+    assert not list(tmp_path.iterdir())  # every walk's spool removed
 
 
 def test_meta_fetch_equals_what_the_server_holds(server, tmp_path) -> None:

@@ -8,6 +8,7 @@ with the TTLs the test set, never with the migration's own report alone.
 from __future__ import annotations
 
 import base64
+import hashlib
 import pickle
 import random
 import socket
@@ -28,6 +29,7 @@ from snaptool.jobs.drill import drill
 from snaptool.jobs.fetch import fetch
 from snaptool.jobs.migrate_flags import FlagsPolicy, FlagsRefused, open_envelope
 from snaptool.jobs.migrate_memcached import DuplicateKeys, MigrateOptions, migrate_memcached
+from snaptool.jobs.seed import SeedOptions, seed
 from snaptool.jobs.split import split
 from snaptool.jobs.validate import validate_cluster
 from snaptool.rdb.checksum import key_slot
@@ -281,6 +283,40 @@ def test_a_snapshot_in_a_repository(tmp_path, get_engine) -> None:
     assert validation.ok and validation.equal == len(items), validation.table()
 
 
+def test_a_snapshot_in_s3_is_drilled_and_seeded(s3_bucket, tmp_path, get_engine) -> None:
+    """--repo s3://bucket/prefix on moto's S3 server; the snapshot is drilled there, then seeded into
+    another bucket, and the seed object an engine loads holds what memcached holds."""
+    import boto3
+
+    with MemcachedServer() as mc:
+        items = dataset(2000, big=False)
+        started = time.time()
+        meta_set(mc.address, items)
+        set_between = (started, time.time())
+        repo = Repository.open(f"s3://{s3_bucket}/redis")
+        report = migrate_memcached(MigrateOptions((mc.endpoint,), repo=repo, flags=FlagsPolicy.parse("hash:mcflags")))
+        assert report.ok and report.check.equal == len(items)
+        s3 = boto3.client("s3")
+        stored = [o["Key"] for o in s3.list_objects_v2(Bucket=s3_bucket)["Contents"]]
+        assert stored and all(key.startswith(f"redis/snapshots/{report.snapshot}/") for key in stored), stored
+        drilled = drill(report.snapshot, repo)
+        assert drilled.ok and drilled.keys == len(items) + 1, drilled.to_json()  # + the side hash
+        s3.create_bucket(Bucket=f"{s3_bucket}-seed")
+        plan = seed(report.snapshot, repo, SeedOptions(to=f"s3://{s3_bucket}-seed/dr"))
+        (item,) = plan.objects
+        assert item.key == f"dr/{report.snapshot}.rdb" and plan.rdb_version == 9
+        body = s3.get_object(Bucket=f"{s3_bucket}-seed", Key=item.key)["Body"].read()
+        assert hashlib.sha256(body).hexdigest() == item.sha256 and len(body) == item.size
+        (tmp_path / "seed.rdb").write_bytes(body)
+        with EngineServer(get_engine(ENGINE), rdb=tmp_path / "seed.rdb") as server:
+            expected = {k: (v, f, t) for k, v, f, t in items}
+            held = memcached_holds(mc.address, list(expected))
+            client = server.client()
+            assert_migrated(held, target_holds([client], node_route, list(expected)), expected, set_between)
+            flags = {k: int(v) for k, v in client.hgetall(b"mcflags").items()}
+            assert flags == {k: f for k, (_, f) in held.items() if f} and client.dbsize() == len(held) + 1
+
+
 # --------------------------------------------------------------------------- refusals and policies
 
 def test_nonzero_flags_without_a_policy_write_nothing(engine_server) -> None:
@@ -297,11 +333,15 @@ def test_nonzero_flags_without_a_policy_write_nothing(engine_server) -> None:
         assert target.client().dbsize() == 0  # nothing half-written
 
 
-@pytest.mark.parametrize("into", ["node", "file"])
-def test_keys_written_during_the_run_are_copied(engine_server, get_engine, tmp_path, into: str) -> None:
+@pytest.mark.parametrize("into, listing", [("node", "auto"), ("file", "auto"), ("node", "all")])
+def test_keys_written_during_the_run_are_copied(engine_server, get_engine, tmp_path, into: str,
+                                                listing: str) -> None:
     """A writer changes, deletes and adds keys while the first pass reads (and finishes before the
     second listing starts, so the end state is known): the target then holds exactly what
-    memcached holds, plus the keys deleted after they were read, which the report counts."""
+    memcached holds, plus the keys deleted after they were read, which the report counts. With
+    ``metadump all`` (forced) the writer is done before the first walk's keys are all read, so the
+    second walk of the first listing finds the late keys; the second listing's cas still catches
+    the keys changed after they were read."""
     with MemcachedServer() as mc:
         stable = [(b"stable:%05d" % i, b"v%d" % i, 0, 0) for i in range(20000)]
         churn = [b"churn:%d" % i for i in range(200)]
@@ -328,7 +368,7 @@ def test_keys_written_during_the_run_are_copied(engine_server, get_engine, tmp_p
                 writer()
 
         target = engine_server(ENGINE) if into == "node" else None
-        options = MigrateOptions((mc.endpoint,), flags=FlagsPolicy.parse("hash:mcflags"),
+        options = MigrateOptions((mc.endpoint,), flags=FlagsPolicy.parse("hash:mcflags"), enumerate=listing,
                                  to=target.url if target else None, to_dir=None if target else str(tmp_path / "out"))
         report = migrate_memcached(options, progress)
         held = memcached_holds(mc.address, churn + late)
@@ -348,7 +388,11 @@ def test_keys_written_during_the_run_are_copied(engine_server, get_engine, tmp_p
             stale = [k for k in churn if k not in held and got[k] is not None]
             assert source.gone_after_read == len(stale)
             assert source.vanished + source.gone_after_read <= deletes  # each needed a delete of its own
-            assert 0 < source.changed + source.new and source.changed <= len(churn)
+            assert source.changed <= len(churn)
+            if listing == "all":  # the second walk found the late keys, the third nothing new
+                assert source.passes == 3 and source.repeated >= len(stable)
+            else:  # one walk, before the late keys: the second listing found them
+                assert source.passes == 1 and source.repeated == 0 and 0 < source.changed + source.new
             # what the target holds: the first pass, the keys new in the second listing
             assert source.read + source.new == len(stable) + len(held) + len(stale) == report.written
             assert all(client.exists(k) for k in flagged)  # no field outlives its key's flags
@@ -487,10 +531,14 @@ def test_dry_run_prefix_and_the_fallbacks(engine_server, tmp_path) -> None:
         target = engine_server(ENGINE)
         dry = migrate_memcached(MigrateOptions((mc.endpoint,), to=target.url, dry_run=True))
         assert dry.listed == 3001 and "--flags" in dry.would_refuse and target.client().dbsize() == 0
+        assert (dry.sources[0].passes, dry.sources[0].repeated) == (1, 0)  # one hash walk
         # memcached before 1.6.10 is read with gets, before 1.6.9 listed with `metadump all`: forced here
         report = migrate_memcached(MigrateOptions((mc.endpoint,), to=target.url, key_prefix=b"mc:",
                                                   flags=FlagsPolicy("ignore"), fetch="gets", enumerate="all"))
-        assert report.sources[0].fetch == "gets" and report.sources[0].enumeration == "metadump all"
+        source = report.sources[0]
+        assert source.fetch == "gets" and source.enumeration == "metadump all"
+        # a quiet server: the second walk finds nothing new and lists every key again, counted once
+        assert (source.passes, source.listed, source.repeated, source.read) == (2, 3001, 3001, 3001)
         client = target.client()
         assert client.dbsize() == 3001 and client.get(b"mc:has:flags") == b"x"
         assert client.mget([b"mc:" + k for k, *_ in items]) == [v for _, v, *_ in items]
