@@ -4,6 +4,7 @@ commands as users run them — on local repositories and on S3 (moto's server ov
 
 from __future__ import annotations
 
+import calendar
 import json
 import shutil
 import subprocess
@@ -74,6 +75,19 @@ def time_of(m: Manifest) -> datetime:
     return datetime.strptime(m.id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
 
 
+def minus(newest: datetime, within: Duration) -> datetime:
+    """``newest`` minus ``within`` as restic computes it (Go's AddDate, then the hours): step back
+    the years and months keeping the day of the month; a day the month lacks counts on past its
+    end (31 March - 1m: 31 February is 3 March, 29 February 2028 - 1y: 1 March 2027); then step
+    back the days and hours."""
+    year, month = newest.year - within.years, newest.month - within.months
+    while month < 1:
+        year, month = year - 1, month + 12
+    length = calendar.monthrange(year, month)[1]
+    moved = newest.replace(year=year, month=month, day=min(newest.day, length))
+    return moved + timedelta(days=max(0, newest.day - length) - within.days, hours=-within.hours)
+
+
 def expected(manifests: list[Manifest], policy: Policy, now: datetime,
              group_by: tuple[str, ...]) -> dict[str, set[str]]:
     """For every snapshot, the names of the rules that keep it (empty: removed).
@@ -83,8 +97,8 @@ def expected(manifests: list[Manifest], policy: Policy, now: datetime,
     - keep-<period> N keeps the newest snapshot of each of the N most recent periods that have a
       snapshot (all of them for unlimited), and the oldest snapshot too when fewer than N periods
       have one (always for unlimited); "newest" orders by time, then id;
-    - keep-within D (D not zero) keeps every snapshot later than (the newest one before now) minus D;
-      if no snapshot is before now, all of them;
+    - keep-within D (D not zero) keeps every snapshot later than (the newest one before now) minus D,
+      calendar-wise (see minus); if no snapshot is before now, all of them;
     - retention-days N keeps automatic snapshots less than N days older than now.
     """
     why: dict[str, set[str]] = {m.id: set() for m in manifests}
@@ -111,9 +125,9 @@ def expected(manifests: list[Manifest], policy: Policy, now: datetime,
                 why[newest_of[period].id].add(rule)
             if n == UNLIMITED or len(periods) < n:
                 why[candidates[-1].id].add(rule)
-        if policy.within is not None and (policy.within.days or policy.within.hours) and candidates:
+        if policy.within is not None and policy.within != Duration() and candidates:
             past = [time_of(m) for m in candidates if time_of(m) < now]
-            cutoff = max(past) - timedelta(days=policy.within.days, hours=policy.within.hours) if past else None
+            cutoff = minus(max(past), policy.within) if past else None
             for m in candidates:
                 if cutoff is None or time_of(m) > cutoff:
                     why[m.id].add("within")
@@ -148,12 +162,14 @@ def rule_names(reasons: list[str]) -> set[str]:
 # --------------------------------------------------------------------------- random histories
 
 counts = st.sampled_from([0, 0, 0, 1, 2, 3, 5, 7, UNLIMITED])
+durations = st.builds(Duration, years=st.sampled_from([0, 0, 0, 1, 2]),
+                      months=st.sampled_from([0, 0, 1, 2, 3, 11, 12, 13]),
+                      days=st.sampled_from([0, 0, 0, 1, 2, 7, 30, 90]), hours=st.sampled_from([0, 0, 1, 11, 12, 36]))
 
 
 @st.composite
 def policies(draw: st.DrawFn) -> Policy:
-    within = draw(st.none() | st.builds(Duration, days=st.sampled_from([0, 1, 2, 7, 30, 90]),
-                                        hours=st.sampled_from([0, 1, 11, 12, 36])))
+    within = draw(st.none() | durations)
     policy = Policy(last=draw(counts), hourly=draw(counts), daily=draw(counts), weekly=draw(counts),
                     monthly=draw(counts), yearly=draw(counts), within=within,
                     retention_days=draw(st.none() | st.integers(0, 35)), include_manual=draw(st.booleans()))
@@ -163,28 +179,64 @@ def policies(draw: st.DrawFn) -> Policy:
     return policy
 
 
+clock_hours = st.sampled_from([0, 1, 12, 13, 23])
+clock_minutes = st.sampled_from([0, 0, 30, 59])
+
+
+def drawn_snapshot(draw: st.DrawFn, when: datetime, n: int) -> Manifest:
+    """A snapshot at ``when`` of a random kind, source and tags, now and then pinned."""
+    return snap(when, n, draw(st.sampled_from(["automatic", "automatic", "automatic", "manual"])),
+                pinned=draw(st.integers(0, 9)) == 0, source=draw(st.integers(0, 1)),
+                tags=tuple(draw(st.sets(st.sampled_from(["nightly", "weekly"]), max_size=1))))
+
+
 @st.composite
 def histories(draw: st.DrawFn, max_size: int = 40) -> list[Manifest]:
-    out = []
     span = draw(st.sampled_from([3, 40, 400]))  # dense histories share periods, sparse ones skip them
-    for n in range(draw(st.integers(0, max_size))):
-        when = BASE + timedelta(days=draw(st.integers(0, span)), hours=draw(st.sampled_from([0, 1, 12, 13, 23])),
-                                minutes=draw(st.sampled_from([0, 0, 30, 59])))
-        out.append(snap(when, n, draw(st.sampled_from(["automatic", "automatic", "automatic", "manual"])),
-                        pinned=draw(st.integers(0, 9)) == 0, source=draw(st.integers(0, 1)),
-                        tags=tuple(draw(st.sets(st.sampled_from(["nightly", "weekly"]), max_size=1)))))
-    return out
+    return [drawn_snapshot(draw, BASE + timedelta(days=draw(st.integers(0, span)), hours=draw(clock_hours),
+                                                  minutes=draw(clock_minutes)), n)
+            for n in range(draw(st.integers(0, max_size)))]
 
 
 nows = st.builds(lambda d, h: BASE + timedelta(days=d, hours=h), st.integers(0, 430),
                  st.sampled_from([0, 12]))  # some histories reach past now; some snapshots are exactly N days old
+
+#: days where years and months subtracted by the calendar roll over: month ends, leap days, the day after
+EDGES = [datetime(*day, tzinfo=timezone.utc) for day in
+         [(2028, 2, 29), (2028, 3, 1), (2028, 3, 31), (2027, 3, 31), (2028, 1, 31), (2026, 12, 31),
+          (2026, 5, 31), (2029, 2, 28), (2028, 4, 30)]]
+
+
+@st.composite
+def month_end_histories(draw: st.DrawFn, max_size: int = 40,
+                        reaches: st.SearchStrategy[Duration] = durations) -> tuple[list[Manifest], datetime]:
+    """The newest snapshot on an edge day; each other one within three days of the end of the month
+    a duration drawn from ``reaches`` lands in, counted back from the newest, then shifted back by
+    its days and hours: where the cutoff falls, whether the day rolls over or not. And a time to
+    prune at, sometimes before the newest snapshot."""
+    newest = draw(st.sampled_from(EDGES)) + timedelta(hours=draw(clock_hours))
+    history = [drawn_snapshot(draw, newest, 0)]
+    for n in range(1, draw(st.integers(1, max_size))):
+        reach = draw(reaches)
+        year, month = divmod(newest.year * 12 + newest.month - 12 * reach.years - reach.months, 12)
+        when = datetime(year, month + 1, 1, tzinfo=timezone.utc) + timedelta(  # the first of the month after
+            days=draw(st.integers(-3, 2)) - reach.days, hours=draw(clock_hours) - reach.hours,
+            minutes=draw(clock_minutes))
+        if when <= newest:
+            history.append(drawn_snapshot(draw, when, n))
+    return history, newest + timedelta(days=draw(st.integers(-2, 40)), hours=draw(st.sampled_from([0, 12])))
+
+
+def scenarios(max_size: int = 40) -> st.SearchStrategy[tuple[list[Manifest], datetime]]:
+    """A history and the time prune runs at."""
+    return st.tuples(histories(max_size), nows) | month_end_histories(max_size)
+
+
 group_bys = st.sampled_from([("source",), (), ("tags",), ("source", "tags")])
 
 
-@settings(max_examples=400, deadline=None)
-@given(history=histories(), policy=policies(), now=nows, group_by=group_bys)
-def test_decisions_follow_the_plain_statement_of_the_rules(history: list[Manifest], policy: Policy,
-                                                           now: datetime, group_by: tuple[str, ...]) -> None:
+def assert_decisions_follow_the_rules(history: list[Manifest], now: datetime, policy: Policy,
+                                      group_by: tuple[str, ...]) -> None:
     want = expected(history, policy, now, group_by)
     decisions = plan(history, policy, now=now, group_by=group_by)
     assert sorted(d.id for d in decisions) == sorted(want)
@@ -198,10 +250,35 @@ def test_decisions_follow_the_plain_statement_of_the_rules(history: list[Manifes
                 assert reason.endswith("{0}-W{1:02d}".format(*d.time.isocalendar()))
 
 
+@settings(max_examples=500, deadline=None)
+@given(scenario=scenarios(), policy=policies(), group_by=group_bys)
+def test_decisions_follow_the_plain_statement_of_the_rules(scenario: tuple[list[Manifest], datetime],
+                                                           policy: Policy, group_by: tuple[str, ...]) -> None:
+    assert_decisions_follow_the_rules(*scenario, policy, group_by)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), within=durations.filter(lambda d: d != Duration()), include_manual=st.booleans(),
+       group_by=group_bys)
+def test_keep_within_around_month_ends_and_leap_days(data: st.DataObject, within: Duration, include_manual: bool,
+                                                     group_by: tuple[str, ...]) -> None:
+    """Most snapshots where this policy's own cutoff falls."""
+    history, now = data.draw(month_end_histories(reaches=st.just(within) | durations))
+    assert_decisions_follow_the_rules(history, now, Policy(within=within, include_manual=include_manual), group_by)
+
+
+@settings(max_examples=500, deadline=None)
+@given(newest=st.sampled_from(EDGES) | st.datetimes(datetime(2024, 1, 1), datetime(2030, 12, 31),
+                                                    timezones=st.just(timezone.utc)), within=durations)
+def test_keep_within_cutoff_is_calendar_arithmetic(newest: datetime, within: Duration) -> None:
+    assert within.before(newest) == minus(newest, within)
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(history=histories(max_size=15), policy=policies(), now=nows, dry_run=st.booleans())
-def test_prune_removes_exactly_what_the_rules_do_not_keep(history: list[Manifest], policy: Policy,
-                                                          now: datetime, dry_run: bool) -> None:
+@given(scenario=scenarios(max_size=15), policy=policies(), dry_run=st.booleans())
+def test_prune_removes_exactly_what_the_rules_do_not_keep(scenario: tuple[list[Manifest], datetime],
+                                                          policy: Policy, dry_run: bool) -> None:
+    history, now = scenario
     with tempfile.TemporaryDirectory() as tmp:
         repo = Repository.open(tmp)
         store(repo, history)
