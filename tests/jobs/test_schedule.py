@@ -802,7 +802,8 @@ source = "bad.rdb"
     assert next(e for e in lines if e["event"] == "stopping")["signal"] == "test over"
 
 
-def test_sigterm_lets_the_running_job_finish_and_starts_nothing_new(tmp_path: Path) -> None:
+def slow_job_signalled(tmp_path: Path, signum: int) -> tuple[Fifo, Any, Any]:
+    """A job whose source (a FIFO) blocks until fed, and ``signum`` sent to this process at 00:01:30."""
     fifo = Fifo(tmp_path / "slow.rdb")
     config = write_config(tmp_path, """
 [[job]]
@@ -814,7 +815,12 @@ schedule = "* * * * *"
     fake = FakeTime(T0)
     fake.blocked = {fifo.key}
     scheduler, log = scheduler_for(config, fake)
-    fake.at(at("00:01:30"), lambda: os.kill(os.getpid(), signal.SIGTERM))
+    fake.at(at("00:01:30"), lambda: os.kill(os.getpid(), signum))
+    return fifo, scheduler, log
+
+
+def test_sigterm_lets_the_running_job_finish_and_starts_nothing_new(tmp_path: Path) -> None:
+    fifo, scheduler, log = slow_job_signalled(tmp_path, signal.SIGTERM)
     before = signal.getsignal(signal.SIGTERM)
 
     def feed_once_stopping() -> None:
@@ -837,18 +843,7 @@ schedule = "* * * * *"
 
 
 def test_a_second_signal_aborts_leaving_the_snapshot_incomplete(tmp_path: Path) -> None:
-    fifo = Fifo(tmp_path / "slow.rdb")
-    config = write_config(tmp_path, """
-[[job]]
-name = "slow"
-source = "slow.rdb"
-repository = "repo"
-schedule = "* * * * *"
-""")
-    fake = FakeTime(T0)
-    fake.blocked = {fifo.key}
-    scheduler, log = scheduler_for(config, fake)
-    fake.at(at("00:01:30"), lambda: os.kill(os.getpid(), signal.SIGINT))
+    fifo, scheduler, log = slow_job_signalled(tmp_path, signal.SIGINT)
     half, done = FIXTURE.read_bytes()[:40_000], threading.Event()
     repo = Repository.open(str(tmp_path / "repo"))
 
