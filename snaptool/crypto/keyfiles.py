@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from datetime import datetime, timezone
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from .recipients import X25519Identity, X25519Recipient
 from .errors import CryptoError
@@ -25,17 +25,22 @@ def _read(path: str, what: str) -> bytes:
         raise CryptoError(f"{path}: cannot read the {what}: {exc.strerror or exc}") from None
 
 
+def _entries(path: str, what: str) -> Iterator[tuple[int, str]]:
+    """(line number, text) of every line of a key file that is neither blank nor a ``#`` comment."""
+    try:
+        text = _read(path, what).decode("utf-8")
+    except UnicodeDecodeError:
+        raise CryptoError(f"{path}: the {what} is not text") from None
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if line and not line.startswith("#"):
+            yield number, line
+
+
 def load_identities(path: str) -> list[X25519Identity]:
     """Every identity in an age identity file (as written by age-keygen or snaptool key generate)."""
     identities = []
-    try:
-        text = _read(path, "identity file").decode("utf-8")
-    except UnicodeDecodeError:
-        raise CryptoError(f"{path}: not an age identity file (not text)") from None
-    for number, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
+    for number, line in _entries(path, "identity file"):
         if not line.upper().startswith("AGE-SECRET-KEY-1"):
             raise CryptoError(f"{path}, line {number}: not an age X25519 identity (AGE-SECRET-KEY-1…); "
                               "other identity types are not supported")
@@ -77,17 +82,11 @@ def parse_recipients(texts: Iterable[str], files: Iterable[str] = ()) -> list[X2
     """Recipients given one by one and in recipients files (one per line, ``#`` comments)."""
     out = [X25519Recipient.parse(t) for t in texts]
     for path in files:
-        try:
-            text = _read(path, "recipients file").decode("utf-8")
-        except UnicodeDecodeError:
-            raise CryptoError(f"{path}: not a recipients file (not text)") from None
-        for number, line in enumerate(text.splitlines(), 1):
-            line = line.strip()
-            if line and not line.startswith("#"):
-                try:
-                    out.append(X25519Recipient.parse(line))
-                except CryptoError as exc:
-                    raise CryptoError(f"{path}, line {number}: {exc}") from None
+        for number, line in _entries(path, "recipients file"):
+            try:
+                out.append(X25519Recipient.parse(line))
+            except CryptoError as exc:
+                raise CryptoError(f"{path}, line {number}: {exc}") from None
     unique = list(dict.fromkeys(out))
     if not unique:
         raise CryptoError("no recipient given")

@@ -106,6 +106,15 @@ def scheduler_for(config_path: Path, fake: FakeTime, *, fmt: str = "text",
     return scheduler, log
 
 
+def blocked_scheduler(tmp_path: Path, config_text: str, **kwargs: Any) -> tuple[Fifo, FakeTime, Scheduler, EventLog]:
+    """A scheduler on ``config_text`` whose ``slow.rdb`` source is a FIFO that blocks until fed."""
+    fifo = Fifo(tmp_path / "slow.rdb")
+    fake = FakeTime(T0)
+    fake.blocked = {fifo.key}
+    scheduler, log = scheduler_for(write_config(tmp_path, config_text), fake, **kwargs)
+    return fifo, fake, scheduler, log
+
+
 def events(log: EventLog, event: str, job: str | None = None) -> list[dict[str, Any]]:
     return [e for e in log.events if e["event"] == event and (job is None or e.get("job") == job)]
 
@@ -452,9 +461,8 @@ def test_the_documented_example_is_a_valid_config(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- the scheduler
 
 def test_overlapping_runs_of_one_source_are_skipped_while_another_source_runs(tmp_path: Path) -> None:
-    fifo = Fifo(tmp_path / "slow.rdb")
     shutil.copy(FIXTURE, tmp_path / "quick.rdb")
-    config = write_config(tmp_path, """
+    fifo, fake, scheduler, log = blocked_scheduler(tmp_path, """
 [defaults]
 repository = "repo"
 schedule = "* * * * *"
@@ -468,9 +476,6 @@ source = "./slow.rdb"
 name = "quick"
 source = "quick.rdb"
 """)
-    fake = FakeTime(T0)
-    fake.blocked = {fifo.key}
-    scheduler, log = scheduler_for(config, fake)
     fake.at(at("00:02:30"), lambda: fifo.feed(scheduler))
     fake.at(at("00:03:30"), lambda: (scheduler.request_stop("test over"), fifo.feed(scheduler)))
     try:
@@ -643,9 +648,8 @@ retention = { last = 1, retry_lock = 0 }
 def test_a_prune_waits_for_the_other_backups_into_its_repository(tmp_path: Path) -> None:
     """Backups hold a shared repository lease; the prune a finished job asks for runs when the last
     backup into that repository ends, instead of failing on the lock."""
-    fifo = Fifo(tmp_path / "slow.rdb")
     shutil.copy(FIXTURE, tmp_path / "quick.rdb")
-    config = write_config(tmp_path, """
+    fifo, fake, scheduler, log = blocked_scheduler(tmp_path, """
 [defaults]
 repository = "repo"
 schedule = "* * * * *"
@@ -657,9 +661,6 @@ source = "slow.rdb"
 name = "quick"
 source = "quick.rdb"
 """)
-    fake = FakeTime(T0)
-    fake.blocked = {fifo.key}
-    scheduler, log = scheduler_for(config, fake)
     fake.at(at("00:02:30"), lambda: (scheduler.request_stop("test over"), fifo.feed(scheduler)))
     try:
         counts = scheduler.run_forever()
@@ -754,10 +755,10 @@ def test_a_scheduled_backup_gives_up_after_its_lock_wait(tmp_path: Path) -> None
 
 
 def test_json_log_lines_parse_and_carry_what_each_event_needs(tmp_path: Path) -> None:
-    fifo = Fifo(tmp_path / "slow.rdb")
     shutil.copy(FIXTURE, tmp_path / "quick.rdb")
     (tmp_path / "bad.rdb").write_bytes(b"nonsense")
-    config = write_config(tmp_path, """
+    out = io.StringIO()
+    fifo, fake, scheduler, log = blocked_scheduler(tmp_path, """
 [defaults]
 repository = "repo"
 schedule = "* * * * *"
@@ -771,11 +772,7 @@ source = "quick.rdb"
 [[job]]
 name = "bad"
 source = "bad.rdb"
-""")
-    fake = FakeTime(T0)
-    fake.blocked = {fifo.key}
-    out = io.StringIO()
-    scheduler, log = scheduler_for(config, fake, fmt="json", out=out)
+""", fmt="json", out=out)
     fake.at(at("00:02:30"), lambda: (scheduler.request_stop("test over"), fifo.feed(scheduler)))
     try:
         scheduler.run_forever()
@@ -802,19 +799,15 @@ source = "bad.rdb"
     assert next(e for e in lines if e["event"] == "stopping")["signal"] == "test over"
 
 
-def slow_job_signalled(tmp_path: Path, signum: int) -> tuple[Fifo, Any, Any]:
+def slow_job_signalled(tmp_path: Path, signum: int) -> tuple[Fifo, Scheduler, EventLog]:
     """A job whose source (a FIFO) blocks until fed, and ``signum`` sent to this process at 00:01:30."""
-    fifo = Fifo(tmp_path / "slow.rdb")
-    config = write_config(tmp_path, """
+    fifo, fake, scheduler, log = blocked_scheduler(tmp_path, """
 [[job]]
 name = "slow"
 source = "slow.rdb"
 repository = "repo"
 schedule = "* * * * *"
 """)
-    fake = FakeTime(T0)
-    fake.blocked = {fifo.key}
-    scheduler, log = scheduler_for(config, fake)
     fake.at(at("00:01:30"), lambda: os.kill(os.getpid(), signum))
     return fifo, scheduler, log
 
