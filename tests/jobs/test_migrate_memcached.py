@@ -537,8 +537,11 @@ def test_dry_run_prefix_and_the_fallbacks(engine_server, tmp_path) -> None:
                                                   flags=FlagsPolicy("ignore"), fetch="gets", enumerate="all"))
         source = report.sources[0]
         assert source.fetch == "gets" and source.enumeration == "metadump all"
-        # a quiet server: the second walk finds nothing new and lists every key again, counted once
-        assert (source.passes, source.listed, source.repeated, source.read) == (2, 3001, 3001, 3001)
+        # every key listed and read once; later walks list keys again (dropped). A walk may miss an item
+        # the LRU maintainer moves between segments as `gets` bumps it, so the walk count and the
+        # repeats vary: a miss in the first walk makes the second find something new and a third run
+        assert source.listed == source.read == 3001 and 2 <= source.passes <= 3
+        assert 0 < source.repeated <= 3001 * (source.passes - 1)
         client = target.client()
         assert client.dbsize() == 3001 and client.get(b"mc:has:flags") == b"x"
         assert client.mget([b"mc:" + k for k, *_ in items]) == [v for _, v, *_ in items]
