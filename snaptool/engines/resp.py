@@ -10,6 +10,7 @@ is parsed reply by reply (:meth:`RespConnection.replies`). Error replies come ba
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from typing import Any, Iterable
 
@@ -68,13 +69,19 @@ class RespConnection:
     comparison (:meth:`matches`) and, when that fails, parsed one by one from the same bytes.
     """
 
-    def __init__(self, address: NodeAddress, db: int = 0, timeout: float = 60.0) -> None:
+    def __init__(self, address: NodeAddress, db: int = 0, timeout: float = 60.0,
+                 send_buffer: int | None = None) -> None:
+        """``send_buffer``: a socket send buffer large enough for a whole batch, so that sending
+        one never waits for the node to read it (jobs that build the next batch meanwhile)."""
         self.name = address.redacted()
         self.timeout = timeout
         self._buf = b""
         self._pos = 0
         self._sock = address.connect(timeout=min(timeout, 10.0))
         self._sock.settimeout(timeout)
+        if send_buffer:
+            with contextlib.suppress(OSError):
+                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
         try:
             self._hello(address, db)
         except BaseException:
@@ -192,6 +199,22 @@ class RespConnection:
     def replies(self, count: int) -> list[Any]:
         """The next ``count`` replies, parsed."""
         return [self.reply() for _ in range(count)]
+
+    def integers(self, count: int) -> list[Any]:
+        """The next ``count`` replies, parsed in one go when they are all integers (a batch of
+        PTTLs, the usual case), else one by one."""
+        while True:
+            rest = self._buf[self._pos:]
+            lines = rest.split(_CRLF, count)
+            if len(lines) > count:  # every reply is at least one line
+                break
+            self._buf, self._pos = rest + self._recv(), 0
+        head = lines[:count]
+        if all(line[:1] == b":" for line in head):
+            self._buf, self._pos = lines[count], 0
+            return [int(line[1:]) for line in head]
+        self._buf, self._pos = rest, 0
+        return self.replies(count)
 
     def reply(self) -> Any:
         """The next reply: bytes, int, None, a list, or a ``redis.ResponseError`` for an error."""

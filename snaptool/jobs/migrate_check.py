@@ -18,8 +18,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable
 
+import redis
+
 from .migrate_ledger import NO_EXPIRY
-from .migrate_resp import RedisTarget, RespConn, RespError
+from .migrate_resp import RedisTarget, RespConn
 
 TTL_TOLERANCE_MS = 2000
 _PROBLEMS_LISTED = 20
@@ -136,18 +138,18 @@ def _receive(groups: list[_Group], items: list[Item]) -> tuple[list, list, list,
         want = [items[i][1] for i in group.gets]
         blob = b"".join(([b"*%d\r\n" % len(want)] if group.mget else []) +
                         [b"$%d\r\n%b\r\n" % (len(v), v) for v in want])
-        group.same = conn.expect(blob)
+        group.same = conn.matches(blob)
         if group.same:
             group.values = want
         elif group.mget:
-            got = conn.array()
-            group.values = [got] * len(want) if isinstance(got, RespError) else got
+            got = conn.reply()  # the MGET's array, or the error sent instead
+            group.values = [got] * len(want) if isinstance(got, redis.ResponseError) else got
         else:
             group.values = conn.replies(len(want))
         group.pttls = conn.integers(len(group.gets))
         if group.hgets:
             flags = [b"%d" % items[i][3] for i in group.hgets]
-            group.flags = flags if conn.expect(b"".join(map(_bulk, flags))) else conn.replies(len(flags))
+            group.flags = flags if conn.matches(b"".join(map(_bulk, flags))) else conn.replies(len(flags))
     same = all(group.same for group in groups)
     if len(groups) == 1 and len(groups[0].gets) == len(items):
         only = groups[0]
@@ -235,9 +237,9 @@ def _judge(report: TargetCheck, key: bytes, value: bytes, deadline: int, flags: 
            stored: Any, hash_name: bytes | None, sent_at: int, late: int) -> None:
     """Say what is wrong with one key (or that it merely expired)."""
     now = sent_at + late - TTL_TOLERANCE_MS  # when the replies were in
-    if isinstance(got, RespError) or isinstance(pttl, RespError):
+    if isinstance(got, redis.ResponseError) or isinstance(pttl, redis.ResponseError):
         report.different += 1
-        report.note(f"{_show(key)}: the target answered {got if isinstance(got, RespError) else pttl}")
+        report.note(f"{_show(key)}: the target answered {got if isinstance(got, redis.ResponseError) else pttl}")
     elif got is None or pttl == -2:
         if deadline != NO_EXPIRY and deadline - now <= TTL_TOLERANCE_MS:
             report.expired += 1

@@ -1,4 +1,4 @@
-"""The Redis side of a migration: pipelined ``SET … PX`` and read-backs over raw RESP, routed by slot.
+"""The Redis side of a migration: pipelined ``SET … PX`` and read-backs (``engines.resp``), routed by slot.
 
 Migrated values are plain strings with a *relative* TTL (``PX`` computed at send time from
 memcached's remaining lifetime), which a RESTORE payload cannot express, and the per-command cost
@@ -13,192 +13,43 @@ for that command, so a slot that moves during the run does not lose keys.
 from __future__ import annotations
 
 import collections
-import contextlib
-import socket
 import time
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+import redis
 
 from ..engines.address import NodeAddress
+from ..engines.resp import ConnectionLost, RespConnection, encode
 from ..engines.topology import is_cluster
 from ..errors import EngineError
 from ..rdb.checksum import key_slot
 from ..rdb.slots import SLOTS
 
-_RECV = 1 << 18
 _MAX_HOPS = 8
-
-
-class RespError(str):
-    """An error reply (kept as its text)."""
-
-
-def command(*args: bytes) -> bytes:
-    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%b\r\n" % (len(a), a) for a in args)
 
 
 def _show(key: bytes) -> str:
     return repr(key[:120])[1:] + ("…" if len(key) > 120 else "")
 
 
-class RespConn:
-    """One logged-in socket to one node; replies parsed from a byte buffer."""
+class RespConn(RespConnection):
+    """A logged-in connection to one node of the target, with the batches in flight on it and the
+    keys it has confirmed (which a lost connection reports)."""
 
     def __init__(self, address: NodeAddress, timeout: float) -> None:
         self.address = address
-        self.name = address.redacted()
-        self.sock = address.connect()
-        self.sock.settimeout(timeout)
-        with contextlib.suppress(OSError):  # room for a whole batch: sending never waits for the node to read
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
-        self.buf = b""
         self.confirmed = 0
         self.inflight: collections.deque[_Batch] = collections.deque()
-        hello = []
-        if address.password is not None:
-            hello.append(command(b"AUTH", address.username.encode(), address.password.encode()) if address.username
-                         else command(b"AUTH", address.password.encode()))
-        if address.db:
-            hello.append(command(b"SELECT", b"%d" % address.db))
-        if hello:
-            self.send(b"".join(hello))
-            for reply in self.replies(len(hello)):
-                if isinstance(reply, RespError):
-                    self.close()
-                    what = "authentication" if "AUTH" in reply or "WRONGPASS" in reply or "auth" in reply else "login"
-                    raise EngineError(f"{what} to {self.name} failed: {reply}")
+        super().__init__(address, address.db, timeout, send_buffer=1 << 20)
 
-    def send(self, data: bytes) -> None:
-        try:
-            self.sock.sendall(data)
-        except OSError as exc:
-            raise self.lost(exc) from None
-
-    def lost(self, exc: BaseException | str) -> EngineError:
-        why = exc if isinstance(exc, str) else (getattr(exc, "strerror", None) or str(exc) or type(exc).__name__)
-        return EngineError(f"lost the connection to {self.name} ({why}) after {self.confirmed:,} keys were "
-                           "confirmed there")
-
-    def _recv(self) -> bytes:
-        try:
-            data = self.sock.recv(_RECV)
-        except socket.timeout:
-            raise self.lost("no reply in time") from None
-        except OSError as exc:
-            raise self.lost(exc) from None
-        if not data:
-            raise self.lost("the node closed the connection")
-        return data
-
-    def _need(self, buf: bytes, pos: int, size: int) -> bytes:
-        parts, have = [buf[pos:]], len(buf) - pos
-        while have < size:
-            data = self._recv()
-            parts.append(data)
-            have += len(data)
-        return b"".join(parts)
+    def lost(self, why: str) -> ConnectionLost:
+        return ConnectionLost(f"lost the connection to {self.name} ({why}) after {self.confirmed:,} keys were "
+                              "confirmed there", why)
 
     def ok_run(self, count: int) -> bool:
         """Consume ``count`` replies when they are all ``+OK`` (True), else leave them (False)."""
-        size = 5 * count
-        if len(self.buf) < size:
-            self.buf = self._need(self.buf, 0, size)
-        if self.buf.startswith(b"+OK\r\n" * count):
-            self.buf = self.buf[size:]
-            return True
-        return False
-
-    def expect(self, blob: bytes) -> bool:
-        """Consume the next replies if they are exactly ``blob`` (True); else consume nothing.
-
-        Bytes are compared as they arrive, so a difference is seen without waiting for more than
-        the server sends: while what came matches, the expected replies are not complete yet."""
-        size = len(blob)
-        parts, have = [self.buf], len(self.buf)
-        if not blob.startswith(self.buf[:size]):
-            return False
-        while have < size:
-            data = self._recv()
-            parts.append(data)
-            if not blob.startswith(data[:size - have], have):
-                self.buf = b"".join(parts)
-                return False
-            have += len(data)
-        buf = b"".join(parts) if len(parts) > 1 else self.buf
-        self.buf = buf[size:]
-        return True
-
-    def integers(self, count: int) -> list[Any]:
-        """The next ``count`` replies when they are integers (PTTL), parsed in one go."""
-        while True:
-            lines = self.buf.split(b"\r\n", count)
-            if len(lines) > count:
-                break
-            self.buf = self._need(self.buf, 0, len(self.buf) + 1)
-        head = lines[:count]
-        if all(line[:1] == b":" for line in head):
-            self.buf = lines[count]
-            return [int(line[1:]) for line in head]
-        return self.replies(count)
-
-    def array(self) -> list[Any] | RespError:
-        """The next reply when it is an array of plain replies (MGET), or the error sent instead."""
-        end = self.buf.find(b"\r\n")
-        while end < 0:
-            self.buf = self._need(self.buf, 0, len(self.buf) + 1)
-            end = self.buf.find(b"\r\n")
-        head = self.buf[:end]
-        if head[:1] == b"-":
-            self.buf = self.buf[end + 2:]
-            return RespError(head[1:].decode("utf-8", "replace"))
-        if head[:1] != b"*":
-            raise EngineError(f"{self.name}: expected an array, got {head[:40]!r}")
-        self.buf = self.buf[end + 2:]
-        return self.replies(int(head[1:]))
-
-    def replies(self, count: int) -> list[Any]:
-        """The next ``count`` replies: bytes (bulk), None (nil), int, str (status) or RespError."""
-        out: list[Any] = []
-        append = out.append
-        buf, pos = self.buf, 0
-        while len(out) < count:
-            end = buf.find(b"\r\n", pos)
-            if end < 0:
-                buf, pos = self._need(buf, pos, len(buf) - pos + 1), 0
-                continue
-            kind = buf[pos:pos + 1]
-            if kind == b"$":
-                size = int(buf[pos + 1:end])
-                if size < 0:
-                    append(None)
-                    pos = end + 2
-                    continue
-                start = end + 2
-                if len(buf) < start + size + 2:
-                    buf, pos = self._need(buf, pos, start + size + 2 - pos), 0
-                    continue
-                append(buf[start:start + size])
-                pos = start + size + 2
-            elif kind == b":":
-                append(int(buf[pos + 1:end]))
-                pos = end + 2
-            elif kind == b"+":
-                append(buf[pos + 1:end].decode())
-                pos = end + 2
-            elif kind == b"-":
-                append(RespError(buf[pos + 1:end].decode("utf-8", "replace")))
-                pos = end + 2
-            else:
-                raise EngineError(f"{self.name}: unexpected reply {buf[pos:pos + 40]!r}")
-        self.buf = buf[pos:]
-        return out
-
-    def close(self) -> None:
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+        return self.matches(b"+OK\r\n" * count)
 
 
 @dataclass
@@ -326,15 +177,15 @@ class RedisTarget:
             conn.confirmed += batch.weight
             return
         for key, cmd, reply in zip(batch.keys, batch.commands, conn.replies(len(batch.keys))):
-            if isinstance(reply, RespError):
+            if isinstance(reply, redis.ResponseError):
                 self._redirect(conn, key, cmd, reply)
             else:
                 conn.confirmed += 1
 
-    def _redirect(self, conn: RespConn, key: bytes, cmd: bytes, reply: RespError) -> None:
+    def _redirect(self, conn: RespConn, key: bytes, cmd: bytes, reply: redis.ResponseError) -> None:
         """Follow MOVED / ASK / TRYAGAIN for one command, synchronously (rare); stop on other errors."""
         for _ in range(_MAX_HOPS):
-            code, *rest = reply.split()
+            code, *rest = str(reply).split()
             if code not in ("MOVED", "ASK", "TRYAGAIN"):
                 raise EngineError(f"{conn.name} refused the write of key {_show(key)}: {reply}")
             if code == "TRYAGAIN":
@@ -349,12 +200,12 @@ class RedisTarget:
                     self._slots[int(rest[0])] = other
                     prefix = b""
                 else:
-                    prefix = command(b"ASKING")
+                    prefix = encode(b"ASKING")
             self.drain(other)
             other.send(prefix + cmd)
             replies = other.replies(2 if prefix else 1)
             reply = replies[-1]
-            if not isinstance(reply, RespError):
+            if not isinstance(reply, redis.ResponseError):
                 other.confirmed += 1
                 return
             conn = other
@@ -406,7 +257,7 @@ class RedisTarget:
             conn.send(b"".join(bodies[name]))
         for name, conn in conns.items():
             for index, reply in zip(per[name], conn.replies(len(per[name]))):
-                if isinstance(reply, RespError) and reply.split(" ", 1)[0] in ("MOVED", "ASK"):
+                if isinstance(reply, redis.ResponseError) and str(reply).split(" ", 1)[0] in ("MOVED", "ASK"):
                     raise EngineError(f"{conn.name}: {reply} while reading back: the cluster's slots moved "
                                       "during the migration; run it again once they are settled")
                 out[index] = reply
@@ -418,4 +269,4 @@ class RedisTarget:
         self.conns.clear()
 
 
-__all__ = ["RedisTarget", "RespConn", "RespError", "command"]
+__all__ = ["RedisTarget", "RespConn"]

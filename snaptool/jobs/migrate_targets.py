@@ -14,6 +14,7 @@ import tempfile
 import time
 
 from ..engines.address import NodeAddress, TlsOptions
+from ..engines.resp import encode
 from ..rdb.builder import default_aux
 from ..rdb.encoder import encode_value
 from ..rdb.primitives import LZF_MIN_LENGTH, encode_ms_time, encode_string
@@ -21,7 +22,7 @@ from ..rdb.targets import Target
 from ..rdb.writer import RdbWriter
 from .migrate_check import Item
 from .migrate_ledger import NO_EXPIRY
-from .migrate_resp import RedisTarget, command
+from .migrate_resp import RedisTarget
 
 FILE_NAME = "dump.rdb"
 _LENGTH = [bytes((n,)) for n in range(LZF_MIN_LENGTH + 1)]
@@ -88,7 +89,7 @@ class RedisSink:
         self.target.send_pending()
 
     def flag(self, name: bytes, field: bytes, flags: int) -> None:
-        self.target.add(name, command(b"HSET", name, field, b"%d" % flags), ok_reply=False)
+        self.target.add(name, encode(b"HSET", name, field, b"%d" % flags), ok_reply=False)
         self.flag_fields += 1
 
     def forget_flags(self, name: bytes, fields: list[bytes]) -> None:
@@ -97,7 +98,7 @@ class RedisSink:
         for start in range(0, len(fields), 1000):
             chunk = fields[start:start + 1000]
             if chunk:
-                self.target.add(name, command(b"HDEL", name, *chunk), ok_reply=False)
+                self.target.add(name, encode(b"HDEL", name, *chunk), ok_reply=False)
 
     def finish(self) -> None:
         self.target.flush()

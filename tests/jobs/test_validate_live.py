@@ -354,6 +354,9 @@ def test_raw_connection(engine_server) -> None:
         assert conn.replies(3) == [big, 2, 0]
         conn.send(encode("LLEN", "l"))
         assert not conn.matches(b":3\r\n") and conn.reply() == 2
+        conn.send(encode_all([("PTTL", "k"), ("LLEN", "l"), ("PTTL", "k"), ("GET", "k"), ("PTTL", "nope")]))
+        assert conn.integers(2) == [-1, 2]  # all integers: read in one go
+        assert conn.integers(3) == [-1, big, -2]  # a bulk among them: parsed one by one, nothing lost
     assert server.client(2).get("k") == big
     with pytest.raises(EngineError, match="authentication"):
         RespConnection(NodeAddress(server.host, server.port, password="wrong"))
