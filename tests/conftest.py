@@ -4,12 +4,15 @@
 * ``get_engine`` (session): ``get_engine("redis-6.2")`` → Engine, or skips the test when absent.
 * ``each_engine``: parametrized over redis-6.2, redis-7.0, valkey-8.1 and any other target found
   (one test per target; missing ones are skipped).
+* ``full_disk``: a directory on a 1 MiB tmpfs (a real ENOSPC), or the test is skipped where
+  mounting is not allowed.
 * ``engine_server``: factory ``engine_server(engine_or_spec=None, **EngineServer kwargs)`` that
   starts an EngineServer (skipping when the spec is not found) and stops them all at teardown.
 """
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -121,3 +124,15 @@ def s3_bucket(s3_env: str, request: pytest.FixtureRequest) -> str:
     name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-") + "-" + uuid.uuid4().hex[:8]
     boto3.client("s3").create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs: a real ENOSPC. Needs the right to mount (root); skipped elsewhere."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=False)

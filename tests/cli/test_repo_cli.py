@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import resource
 import signal
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import pytest
 
 from snaptool.rdb.builder import RdbBuilder
 from snaptool.rdb.targets import parse_target
+from disk_support import limit_file_size
 from test_cli import FIXTURES, assert_one_line_error, snaptool
 from tls_certs import make_certs, tls_server
 
@@ -95,29 +95,12 @@ def test_sigkill_mid_backup_leaves_an_incomplete_snapshot_that_gc_removes(tmp_pa
     assert snaptool("backup", str(SAMPLE), "--repo", repo).returncode == 0
 
 
-def _limit_file_size() -> None:  # in the child: writes beyond 64 KB fail with EFBIG, as on a full disk
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, 64 << 10))
-
-
 def test_a_write_failure_leaves_nothing(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     result = subprocess.run([sys.executable, "-m", "snaptool", "backup", str(SAMPLE), "--repo", str(repo)],
-                            capture_output=True, preexec_fn=_limit_file_size, timeout=120)
+                            capture_output=True, preexec_fn=limit_file_size(), timeout=120)
     assert_one_line_error(result, 1, "File too large")
     assert not list(repo.glob("snapshots/*"))  # no partial file, no incomplete directory
-
-
-@pytest.fixture
-def full_disk(tmp_path: Path):
-    """A 1 MiB tmpfs: a real ENOSPC. Needs the right to mount (root); skipped elsewhere."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True)
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
-    yield mount
-    subprocess.run(["umount", str(mount)], check=False)
 
 
 def test_a_full_disk_leaves_nothing_and_the_next_backup_works(full_disk: Path, tmp_path: Path) -> None:
