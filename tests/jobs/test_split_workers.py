@@ -165,3 +165,16 @@ def test_a_full_temporary_directory_is_one_line_naming_it(disk: str, shards, req
     assert result.returncode == 1 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     assert f"into the temporary directory {spool}" in err and error in err and "TMPDIR" in err, err
     assert not (tmp_path / "out").exists() and not list(spool.iterdir())
+
+
+def test_a_full_output_directory_is_one_line_naming_it(shards, full_disk: Path, tmp_path: Path) -> None:
+    """The workers' bodies fit in TMPDIR but the shard files do not fit in DIR (a 1 MiB tmpfs)."""
+    spool, out = tmp_path / "spool", full_disk / "out"
+    spool.mkdir()
+    result = subprocess.run([sys.executable, "-m", "snaptool", "split", *map(str, shards), "-o", str(out),
+                             "--shards", "3", "--no-validate"],
+                            capture_output=True, env={**os.environ, "TMPDIR": str(spool)}, timeout=120)
+    err = result.stderr.decode()
+    assert result.returncode == 1 and err.strip().splitlines() == [
+        f"snaptool: error: writing the shard files in {out}: No space left on device"], err
+    assert not out.exists() and not list(spool.iterdir()) and not list(full_disk.iterdir())
