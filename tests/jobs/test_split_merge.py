@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -198,6 +199,26 @@ def test_cli_split_and_merge(snapshots, tmp_path: Path) -> None:
     err = result.stderr.decode()
     assert result.returncode == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "x").exists()
+
+
+def test_a_disk_that_fills_at_layout_json_is_one_error_and_leaves_no_temporary_file(
+        snapshots, full_disk: Path, tmp_path: Path) -> None:
+    """The shard files fit on the disk (a tmpfs filled to leave exactly their pages) and
+    layout.json does not: the error says so, the shard files stay whole, no temporary file."""
+    name = sorted(snapshots)[0]
+    probe = split([snapshots[name]], tmp_path / "probe", SlotLayout.even(2), db_map=DB_MAP, on_duplicate="first")
+    page = os.statvfs(full_disk).f_frsize
+    needed = sum(-(-s.bytes // page) for s in probe.shards)
+    free = os.statvfs(full_disk).f_bavail
+    assert free > needed
+    (full_disk / "filler").write_bytes(b"\0" * ((free - needed) * page))
+    out = full_disk / "out"
+    with pytest.raises(SnaptoolError, match=r"writing .*layout\.json: No space left on device \(the shard files are "
+                                            r"written; without layout\.json the set reads as incomplete\)"):
+        split([snapshots[name]], out, SlotLayout.even(2), db_map=DB_MAP, on_duplicate="first")
+    assert sorted(p.name for p in out.iterdir()) == ["shard-0001.rdb", "shard-0002.rdb"]
+    for shard in probe.shards:
+        assert (out / shard.file).read_bytes() == (tmp_path / "probe" / shard.file).read_bytes()
 
 
 def test_parallel_and_sequential_reads_write_the_same_files(snapshots, tmp_path: Path) -> None:
