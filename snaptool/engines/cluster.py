@@ -26,6 +26,7 @@ from ..errors import EngineError, SnaptoolError
 from ..rdb.slots import Shard, SlotLayout, compress, format_ranges, short_names
 from .address import NodeAddress
 from .discovery import Engine
+from .resp import reply_text
 from .topology import require_settled
 from .server import DEFAULT_START_TIMEOUT, EngineServer, EngineStartError
 
@@ -42,16 +43,12 @@ Range = tuple[int, int]
 
 # --------------------------------------------------------------------------- helpers
 
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, (bytes, bytearray)) else str(value)
-
-
 def _as_dict(value: Any) -> dict[str, Any]:
     """A RESP3 map or a RESP2 flat [key, value, ...] list as a dict with str keys."""
     if isinstance(value, dict):
-        return {_text(k): v for k, v in value.items()}
+        return {reply_text(k): v for k, v in value.items()}
     items = list(value)
-    return {_text(items[i]): items[i + 1] for i in range(0, len(items) - 1, 2)}
+    return {reply_text(items[i]): items[i + 1] for i in range(0, len(items) - 1, 2)}
 
 
 def _merge(entries: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
@@ -70,13 +67,13 @@ def _cluster_slots(client: redis.Redis) -> list[tuple[int, int, str]]:
     entries = []
     for entry in client.execute_command("CLUSTER", "SLOTS"):
         primary = entry[2]
-        owner = _text(primary[2]) if len(primary) > 2 else f"{_text(primary[0])}:{primary[1]}"
+        owner = reply_text(primary[2]) if len(primary) > 2 else f"{reply_text(primary[0])}:{primary[1]}"
         entries.append((int(entry[0]), int(entry[1]), owner))
     return _merge(entries)
 
 
 def _cluster_info(client: redis.Redis) -> dict[str, str]:
-    text = _text(client.execute_command("CLUSTER", "INFO"))
+    text = reply_text(client.execute_command("CLUSTER", "INFO"))
     return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
 
 
@@ -92,8 +89,8 @@ def _primaries_from_shards(reply: Any) -> list[tuple[str, list[Range], str, int]
         nodes = [_as_dict(n) for n in shard.get("nodes", [])]
         if not ranges or not nodes:
             continue
-        primary = next((n for n in nodes if _text(n.get("role", "")) in ("master", "primary")), nodes[0])
-        out.append((_text(primary["id"]), ranges, _text(primary.get("ip", "")), int(primary.get("port", 0) or 0)))
+        primary = next((n for n in nodes if reply_text(n.get("role", "")) in ("master", "primary")), nodes[0])
+        out.append((reply_text(primary["id"]), ranges, reply_text(primary.get("ip", "")), int(primary.get("port", 0) or 0)))
     return out
 
 
@@ -102,15 +99,15 @@ def _primaries_from_slots(reply: Any) -> list[tuple[str, list[Range], str, int]]
     by_id: dict[str, tuple[list[Range], str, int]] = {}
     for entry in reply:
         primary = entry[2]
-        ip, port = _text(primary[0]), int(primary[1])
-        node_id = _text(primary[2]) if len(primary) > 2 else f"{ip}-{port}"
+        ip, port = reply_text(primary[0]), int(primary[1])
+        node_id = reply_text(primary[2]) if len(primary) > 2 else f"{ip}-{port}"
         by_id.setdefault(node_id, ([], ip, port))[0].append((int(entry[0]), int(entry[1])))
     return [(node_id, ranges, ip, port) for node_id, (ranges, ip, port) in by_id.items()]
 
 
 def _migrations(client: redis.Redis) -> list[int]:
     """Slots this node is migrating or importing (its own line of CLUSTER NODES)."""
-    text = _text(client.execute_command("CLUSTER", "NODES"))
+    text = reply_text(client.execute_command("CLUSTER", "NODES"))
     for line in text.splitlines():
         fields = line.split()
         if len(fields) > 2 and "myself" in fields[2].split(","):
@@ -231,7 +228,7 @@ class LocalCluster:
                                            log_path=exc.log_path, returncode=exc.returncode) from None
             admins = [n.client(socket_timeout=30) for n in self.nodes]
             try:
-                node_ids = [_text(a.execute_command("CLUSTER", "MYID")) for a in admins]
+                node_ids = [reply_text(a.execute_command("CLUSTER", "MYID")) for a in admins]
                 self._assign(admins, node_ids)
                 for index, admin in enumerate(admins):
                     # distinct epochs up front, as redis-cli does: no epoch-collision round after MEET

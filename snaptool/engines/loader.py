@@ -30,14 +30,14 @@ import redis
 
 from ..errors import EngineError
 from ..rdb.rewriter import Rewriter
-from ..rdb.checksum import crc64, key_slot
+from ..rdb.checksum import crc64
 from ..rdb.dump import DumpPayload, dump_version, open_payload
 from ..rdb.items import Record
-from ..rdb.slots import SLOTS
 from ..rdb.source import Spill
 from ..rdb.targets import ENGINES, Target
 from .address import NodeAddress
-from .resp import ConnectionLost, RespConnection, bulk, encode
+from .resp import ConnectionLost, RespConnection, bulk, encode, reply_text
+from .slot_map import SlotMap, show_key
 
 _OK = b"+OK\r\n"
 _MAX_HOPS = 16  # MOVED/ASK/TRYAGAIN rounds for one key before giving up
@@ -58,14 +58,6 @@ class LoadCounts:
     reencoded: int = 0  # payloads rebuilt for an older target
     empty_skipped: int = 0  # empty collections (engines hold none; RESTORE refuses them)
     dropped: dict[str, int] = field(default_factory=dict)  # losses allowed with allow_lossy
-
-
-def _show(key: bytes) -> str:
-    return repr(key[:200])[1:] + ("…" if len(key) > 200 else "")
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, (bytes, bytearray)) else str(value)
 
 
 # --------------------------------------------------------------------------- one connection
@@ -243,8 +235,6 @@ class RestoreLoader:
         self.timeout = timeout
         self.allow_lossy = allow_lossy
         self.counts = LoadCounts()
-        self._conns: dict[str, _Conn] = {}
-        self._slots: list[_Conn | None] = []
         info = self._control(address, lambda c: {**c.info("server"), **c.info("cluster")})
         self.cluster: bool = str(info.get("cluster_enabled", "0")) == "1"
         self.target: Target = target or target_from_info(info)
@@ -257,46 +247,17 @@ class RestoreLoader:
             argc, self._tail)
         self._expiring = (b"*%d\r\n$7\r\nRESTORE\r\n$%%d\r\n%%b\r\n$%%d\r\n%%b\r\n$%%d\r\n%%b%%b\r\n"
                           b"$6\r\nABSTTL\r\n%b" % (argc + 1, self._tail))
-        try:
-            if self.cluster:
-                self._load_slot_map()
-            else:
-                self._conn = self._connect(address)
-        except BaseException:
-            self.close()
-            raise
+        self._nodes: SlotMap[_Conn] = SlotMap(address, self.cluster, self._open, timeout)
 
     # -- control commands (redis-py: few of them, latency does not matter) ----------------------
 
     def _control(self, address: NodeAddress, call: Any) -> Any:
         return address.control(call, self.timeout)
 
-    def _load_slot_map(self) -> None:
-        """Slot → connection from CLUSTER SLOTS (every engine with cluster support answers it)."""
-        reply = self._control(self.address, lambda c: c.execute_command("CLUSTER", "SLOTS"))
-        slots: list[_Conn | None] = [None] * SLOTS
-        for entry in reply:
-            primary = entry[2]
-            conn = self._conn_for(_text(primary[0]), int(primary[1]))
-            for slot in range(int(entry[0]), int(entry[1]) + 1):
-                slots[slot] = conn
-        self._slots = slots
-
-    def _connect(self, address: NodeAddress) -> _Conn:
+    def _open(self, address: NodeAddress) -> _Conn:
         conn = _Conn(address, self.timeout)
-        self._conns[address.endpoint] = conn
         conn.open()
         return conn
-
-    def _conn_for(self, host: str, port: int) -> _Conn:
-        address = self.address.with_endpoint(host, port)
-        return self._conns.get(address.endpoint) or self._connect(address)
-
-    def _primaries(self) -> list[NodeAddress]:
-        if not self.cluster:
-            return [self.address]
-        seen = {c.endpoint: c.address for c in self._slots if c is not None}
-        return list(seen.values())
 
     def nonempty(self) -> dict[str, int]:
         """Keys already there: by database (``db0`` …) on a node, by endpoint in a cluster; only non-zero."""
@@ -304,7 +265,7 @@ class RestoreLoader:
             info = self._control(self.address, lambda c: c.info("keyspace"))
             return {name: int(v["keys"]) for name, v in info.items() if int(v.get("keys", 0))}
         out = {}
-        for address in self._primaries():
+        for address in self._nodes.primaries():
             size = int(self._control(address, lambda c: c.dbsize()))
             if size:
                 out[address.endpoint] = size
@@ -312,7 +273,7 @@ class RestoreLoader:
 
     def flush_all(self) -> None:
         """FLUSHALL on every primary (replicas follow)."""
-        for address in self._primaries():
+        for address in self._nodes.primaries():
             self._control(address, lambda c: c.execute_command("FLUSHALL"))
 
     # -- queueing --------------------------------------------------------------------------------
@@ -344,7 +305,7 @@ class RestoreLoader:
         if self.cluster:
             conn = self._route(record)
         else:
-            conn = self._conn
+            conn = self._nodes.single
             if record.db != conn.db:
                 conn.select(record.db)
         batch = conn.batch
@@ -365,16 +326,10 @@ class RestoreLoader:
         return self.finish()
 
     def _route(self, record: Record) -> _Conn:
-        if not self.cluster:
-            return self._conn
-        if record.db:
+        if self.cluster and record.db:
             raise EngineError(f"{self.address.redacted()} is a cluster, which has database 0 only: "
-                              f"key {_show(record.key)} is in db {record.db}")
-        conn = self._slots[key_slot(record.key)]
-        if conn is None:
-            raise EngineError(f"slot {key_slot(record.key)} of key {_show(record.key)} is served by no node "
-                              f"of the cluster at {self.address.redacted()}")
-        return conn
+                              f"key {show_key(record.key)} is in db {record.db}")
+        return self._nodes.owner(record.key)
 
     def _frame(self, record: Record) -> tuple[bytes, bytes]:
         """The RESTORE command around its payload: what comes before the payload's bulk header
@@ -496,7 +451,7 @@ class RestoreLoader:
         if entry.key is None:
             what = "ASKING" if entry.db < 0 else f"SELECT {entry.db}"
             raise EngineError(f"{what} on {conn.name} failed: {message}")
-        key = _show(entry.key)
+        key = show_key(entry.key)
         code = message.split(" ", 1)[0]
         conn.sent -= 1  # answered: it is either sent again or the load stops
         if code == "BUSYKEY":
@@ -509,18 +464,18 @@ class RestoreLoader:
                               f"(last from {conn.name}: {message})")
         if code == "TRYAGAIN":
             time.sleep(_TRYAGAIN_SLEEP)
-            self._requeue((self._slots[key_slot(entry.key)] or conn) if self.cluster else conn, entry)
+            self._requeue(self._nodes.owner(entry.key), entry)
             return
         parts = message.split()
         try:
             slot = int(parts[1])
             host, _, port = parts[2].rpartition(":")
-            other = self._conn_for(host, int(port))
+            other = self._nodes.at_endpoint(host, int(port))
         except (IndexError, ValueError):
             raise EngineError(f"RESTORE of key {key} on {conn.name}: unexpected reply {message!r}") from None
         self.counts.redirects += 1
         if code == "MOVED":
-            self._slots[slot] = other
+            self._nodes.moved(slot, other)
         else:
             other.batch.add_entry(_Entry(None, -1, encode(b"ASKING")))
         self._requeue(other, entry)
@@ -529,13 +484,13 @@ class RestoreLoader:
         """Send everything queued and read every reply, following redirects, until all is confirmed."""
         while True:
             busy = False
-            for conn in list(self._conns.values()):
+            for conn in list(self._nodes.conns.values()):
                 if conn.batch.entries:
                     conn.send_batch()
                 while conn.inflight:
                     busy = True
                     self._settle_oldest(conn)
-            if not busy and not any(c.batch.entries for c in self._conns.values()):
+            if not busy and not any(c.batch.entries for c in self._nodes.conns.values()):
                 return
 
     def finish(self) -> LoadCounts:
@@ -544,9 +499,7 @@ class RestoreLoader:
         return self.counts
 
     def close(self) -> None:
-        for conn in self._conns.values():
-            conn.close()
-        self._conns.clear()
+        self._nodes.close()
 
     def __enter__(self) -> RestoreLoader:
         return self
@@ -559,10 +512,10 @@ def target_from_info(info: dict[str, Any]) -> Target:
     """The target of a live engine from its INFO server fields (``valkey_version`` wins over
     ``redis_version``, which Valkey sets to the Redis release it forked from). A release snaptool
     does not list maps to the newest listed one before it (same RDB version or an older one)."""
-    if info.get("valkey_version") or _text(info.get("server_name", "")).lower() == "valkey":
-        flavour, text = "valkey", _text(info.get("valkey_version") or info.get("redis_version", "0"))
+    if info.get("valkey_version") or reply_text(info.get("server_name", "")).lower() == "valkey":
+        flavour, text = "valkey", reply_text(info.get("valkey_version") or info.get("redis_version", "0"))
     else:
-        flavour, text = "redis", _text(info.get("redis_version", "0"))
+        flavour, text = "redis", reply_text(info.get("redis_version", "0"))
     version = tuple(int(x) for x in text.split(".")[:2] if x.isdigit())
     known = sorted((t for t in ENGINES.values() if t.flavour == flavour), key=lambda t: t.version)
     older = [t for t in known if t.version <= version]

@@ -43,6 +43,11 @@ def _arg(value: Any) -> bytes:
     raise TypeError(f"cannot send a {type(value).__name__} as a command argument")
 
 
+def reply_text(value: Any) -> str:
+    """A reply (bytes from raw RESP or redis-py without decoding) as text."""
+    return value.decode("utf-8", "replace") if isinstance(value, (bytes, bytearray)) else str(value)
+
+
 def bulk(data: bytes) -> bytes:
     """One RESP bulk string."""
     return b"$%d\r\n%b\r\n" % (len(data), data)
@@ -73,6 +78,7 @@ class RespConnection:
                  send_buffer: int | None = None) -> None:
         """``send_buffer``: a socket send buffer large enough for a whole batch, so that sending
         one never waits for the node to read it (jobs that build the next batch meanwhile)."""
+        self.address = address
         self.name = address.redacted()
         self.timeout = timeout
         self._buf = b""
@@ -251,4 +257,4 @@ class RespConnection:
         return self._buf[start:end]
 
 
-__all__ = ["ConnectionLost", "RespConnection", "bulk", "encode", "encode_all"]
+__all__ = ["ConnectionLost", "RespConnection", "bulk", "encode", "encode_all", "reply_text"]

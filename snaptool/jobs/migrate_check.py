@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable
 
 import redis
 
+from ..engines.slot_map import show_key
 from .migrate_ledger import NO_EXPIRY
 from .migrate_resp import RedisTarget, RespConn
 
@@ -60,10 +61,6 @@ class TargetCheck:
         data = asdict(self)
         data["ok"] = self.ok
         return data
-
-
-def _show(key: bytes) -> str:
-    return repr(key[:80])[1:]
 
 
 def _hget(name: bytes, key: bytes) -> bytes:
@@ -239,26 +236,26 @@ def _judge(report: TargetCheck, key: bytes, value: bytes, deadline: int, flags: 
     now = sent_at + late - TTL_TOLERANCE_MS  # when the replies were in
     if isinstance(got, redis.ResponseError) or isinstance(pttl, redis.ResponseError):
         report.different += 1
-        report.note(f"{_show(key)}: the target answered {got if isinstance(got, redis.ResponseError) else pttl}")
+        report.note(f"{show_key(key)}: the target answered {got if isinstance(got, redis.ResponseError) else pttl}")
     elif got is None or pttl == -2:
         if deadline != NO_EXPIRY and deadline - now <= TTL_TOLERANCE_MS:
             report.expired += 1
         else:
             report.missing += 1
-            report.note(f"{_show(key)}: missing")
+            report.note(f"{show_key(key)}: missing")
     elif got != value:
         report.different += 1
-        report.note(f"{_show(key)}: value differs ({len(got)} bytes in the target, {len(value)} read)")
+        report.note(f"{show_key(key)}: value differs ({len(got)} bytes in the target, {len(value)} read)")
     elif deadline == NO_EXPIRY and pttl != -1:
         report.ttl_off += 1
-        report.note(f"{_show(key)}: expires in {pttl} ms in the target, never in memcached")
+        report.note(f"{show_key(key)}: expires in {pttl} ms in the target, never in memcached")
     elif deadline != NO_EXPIRY and (pttl < 0 or not -late <= pttl - deadline + sent_at <= TTL_TOLERANCE_MS):
         report.ttl_off += 1
-        report.note(f"{_show(key)}: TTL {pttl} ms in the target, {deadline - now}–{deadline - sent_at} ms "
+        report.note(f"{show_key(key)}: TTL {pttl} ms in the target, {deadline - now}–{deadline - sent_at} ms "
                     "expected")
     else:
         report.flags_off += 1
-        report.note(f"{_show(key)}: flags {stored!r} in {hash_name!r}, {flags} in memcached")
+        report.note(f"{show_key(key)}: flags {stored!r} in {hash_name!r}, {flags} in memcached")
 
 
 __all__ = ["Item", "TTL_TOLERANCE_MS", "TargetCheck", "check_target"]

@@ -21,16 +21,11 @@ import redis
 
 from ..engines.address import NodeAddress
 from ..engines.resp import ConnectionLost, RespConnection, encode
+from ..engines.slot_map import SlotMap, show_key
 from ..engines.topology import is_cluster
 from ..errors import EngineError
-from ..rdb.checksum import key_slot
-from ..rdb.slots import SLOTS
 
 _MAX_HOPS = 8
-
-
-def _show(key: bytes) -> str:
-    return repr(key[:120])[1:] + ("…" if len(key) > 120 else "")
 
 
 class RespConn(RespConnection):
@@ -38,7 +33,6 @@ class RespConn(RespConnection):
     keys it has confirmed (which a lost connection reports)."""
 
     def __init__(self, address: NodeAddress, timeout: float) -> None:
-        self.address = address
         self.confirmed = 0
         self.inflight: collections.deque[_Batch] = collections.deque()
         super().__init__(address, address.db, timeout, send_buffer=1 << 20)
@@ -71,56 +65,16 @@ class RedisTarget:
         self.batch_keys = batch_keys
         self.batch_bytes = batch_bytes
         self.cluster = is_cluster(address)
-        self.conns: dict[str, RespConn] = {}
         self.pending: dict[str, _Batch] = {}
         self.redirects = 0
-        self._slots: list[RespConn | None] = []
-        try:
-            if self.cluster:
-                self._load_slots()
-            else:
-                self._single = self._conn(address)
-        except BaseException:
-            self.close()
-            raise
-
-    # -- topology ---------------------------------------------------------------------------
-
-    def _control(self, address: NodeAddress, call: Any) -> Any:
-        return address.control(call, self.timeout)
-
-    def _load_slots(self) -> None:
-        reply = self._control(self.address, lambda c: c.execute_command("CLUSTER", "SLOTS"))
-        slots: list[RespConn | None] = [None] * SLOTS
-        for entry in reply:
-            host = entry[2][0].decode() if isinstance(entry[2][0], bytes) else str(entry[2][0])
-            conn = self._conn(self.address.with_endpoint(host, int(entry[2][1])))
-            for slot in range(int(entry[0]), int(entry[1]) + 1):
-                slots[slot] = conn
-        self._slots = slots
-
-    def _conn(self, address: NodeAddress) -> RespConn:
-        conn = self.conns.get(address.endpoint)
-        if conn is None:
-            conn = self.conns[address.endpoint] = RespConn(address, self.timeout)
-        return conn
+        self.nodes: SlotMap[RespConn] = SlotMap(address, self.cluster, lambda a: RespConn(a, timeout), timeout)
 
     def route(self, key: bytes) -> RespConn:
-        if not self.cluster:
-            return self._single
-        conn = self._slots[key_slot(key)]
-        if conn is None:
-            raise EngineError(f"slot {key_slot(key)} of key {_show(key)} is served by no node of the cluster at "
-                              f"{self.address.redacted()}")
-        return conn
-
-    @property
-    def primaries(self) -> list[NodeAddress]:
-        return [c.address for c in self.conns.values()] if self.cluster else [self.address]
+        return self.nodes.owner(key)
 
     def key_count(self) -> int:
         """Keys the target holds now (its database on a node; every primary of a cluster)."""
-        return sum(int(self._control(a, lambda c: c.dbsize())) for a in self.primaries)
+        return sum(int(a.control(lambda c: c.dbsize(), self.timeout)) for a in self.nodes.primaries())
 
     def describe(self) -> str:
         return f"{'cluster' if self.cluster else 'node'} {self.address.redacted()}"
@@ -151,7 +105,7 @@ class RedisTarget:
             return
         if not keys:
             return
-        conn = self._single
+        conn = self.nodes.single
         batch = self.pending.get(conn.address.endpoint)
         if batch is None:
             batch = self.pending[conn.address.endpoint] = _Batch([], [])
@@ -187,17 +141,17 @@ class RedisTarget:
         for _ in range(_MAX_HOPS):
             code, *rest = str(reply).split()
             if code not in ("MOVED", "ASK", "TRYAGAIN"):
-                raise EngineError(f"{conn.name} refused the write of key {_show(key)}: {reply}")
+                raise EngineError(f"{conn.name} refused the write of key {show_key(key)}: {reply}")
             if code == "TRYAGAIN":
                 time.sleep(0.05)
                 other = conn
                 prefix = b""
             else:
                 host, _, port = rest[1].rpartition(":")
-                other = self._conn(self.address.with_endpoint(host or self.address.host, int(port)))
+                other = self.nodes.at_endpoint(host, int(port))
                 self.redirects += 1
                 if code == "MOVED":
-                    self._slots[int(rest[0])] = other
+                    self.nodes.moved(int(rest[0]), other)
                     prefix = b""
                 else:
                     prefix = encode(b"ASKING")
@@ -209,7 +163,7 @@ class RedisTarget:
                 other.confirmed += 1
                 return
             conn = other
-        raise EngineError(f"key {_show(key)}: still not written after {_MAX_HOPS} redirects (last: {reply})")
+        raise EngineError(f"key {show_key(key)}: still not written after {_MAX_HOPS} redirects (last: {reply})")
 
     def drain(self, conn: RespConn) -> None:
         """Send what is queued for ``conn`` and confirm everything in flight on it."""
@@ -220,21 +174,21 @@ class RedisTarget:
     def send_pending(self) -> None:
         """Send what is queued for every node now, full batch or not (a relative TTL starts
         counting when the node runs the command: it must not wait in a queue)."""
-        for conn in list(self.conns.values()):
+        for conn in list(self.nodes.conns.values()):
             self._send(conn)
 
     def flush(self) -> int:
         """Send everything queued and confirm every reply; the keys confirmed so far."""
-        for conn in list(self.conns.values()):
+        for conn in list(self.nodes.conns.values()):
             self._send(conn)
-        for conn in list(self.conns.values()):
+        for conn in list(self.nodes.conns.values()):
             while conn.inflight:
                 self._settle(conn)
         return self.confirmed
 
     @property
     def confirmed(self) -> int:
-        return sum(c.confirmed for c in self.conns.values())
+        return sum(c.confirmed for c in self.nodes.conns.values())
 
     # -- reading back ------------------------------------------------------------------------
 
@@ -264,9 +218,7 @@ class RedisTarget:
         return out
 
     def close(self) -> None:
-        for conn in self.conns.values():
-            conn.close()
-        self.conns.clear()
+        self.nodes.close()
 
 
 __all__ = ["RedisTarget", "RespConn"]
