@@ -1,4 +1,5 @@
-"""A split of several inputs whose worker processes die, are interrupted or fill their disk.
+"""A split of several inputs whose worker processes die, are interrupted, fill their disk or
+show their progress.
 
 The split runs as the command a user types, in its own process group. One input is a named pipe
 fed by the test: its worker reads part of a real shard file and then waits for more, so the test
@@ -235,7 +236,7 @@ def test_the_progress_bar_follows_a_worker_through_its_input(shards, tmp_path: P
         reader.join(10)
         os.close(master)
     report = json.loads(out)
-    assert proc.returncode == 0 and report["keys_in"] > max(_keys_drawn(drawn)) > other_keys
+    assert proc.returncode == 0 and report["keys_in"] >= max(_keys_drawn(drawn)) > other_keys
     expected = split(shards, tmp_path / "expected", SlotLayout.even(3))
     for shard in expected.shards:
         assert (tmp_path / "out" / shard.file).read_bytes() == (tmp_path / "expected" / shard.file).read_bytes()
