@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from contextlib import closing
 from typing import Iterator
 
 import pytest
@@ -40,8 +41,7 @@ def test_a_slot_moved_after_the_map_was_read_is_followed_and_remembered(cluster:
     keys = keys_of_shard(0, 6)
     slot = key_slot(keys[0])
     old, new = cluster.nodes
-    target = RedisTarget(old.address)
-    try:
+    with closing(RedisTarget(old.address)) as target:
         for node in (new, old):  # the slot changes hands after the writer read CLUSTER SLOTS
             node.client().execute_command("CLUSTER", "SETSLOT", slot, "NODE", node_id(new))
         for key in keys[:4]:
@@ -51,8 +51,6 @@ def test_a_slot_moved_after_the_map_was_read_is_followed_and_remembered(cluster:
         target.add_many([keys[5]], [encode(b"SET", keys[5], b"y")])
         assert target.flush() == 6 and target.redirects == 4  # the map was updated: no new redirect
         assert target.read([(k, encode(b"GET", k)) for k in keys]) == keys[:4] + [b"x", b"y"]
-    finally:
-        target.close()
     assert (in_slot(new, slot), in_slot(old, slot)) == (6, 0)
 
 
@@ -60,13 +58,10 @@ def test_a_migrating_slot_is_followed_with_asking(cluster: LocalCluster) -> None
     keys = keys_of_shard(1, 3)
     slot = key_slot(keys[0])
     importing, source = cluster.nodes
-    target = RedisTarget(source.address)
-    try:
+    with closing(RedisTarget(source.address)) as target:
         importing.client().execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", node_id(source))
         source.client().execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", node_id(importing))
         for key in keys:  # not on the source: it answers ASK, and the map is left as it is
             target.add(key, encode(b"SET", key, b"v"))
         assert target.flush() == 3 and target.redirects == 3
-    finally:
-        target.close()
     assert (in_slot(importing, slot), in_slot(source, slot)) == (3, 0)
