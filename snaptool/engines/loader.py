@@ -466,17 +466,9 @@ class RestoreLoader:
             time.sleep(_TRYAGAIN_SLEEP)
             self._requeue(self._nodes.owner(entry.key), entry)
             return
-        parts = message.split()
-        try:
-            slot = int(parts[1])
-            host, _, port = parts[2].rpartition(":")
-            other = self._nodes.at_endpoint(host, int(port))
-        except (IndexError, ValueError):
-            raise EngineError(f"RESTORE of key {key} on {conn.name}: unexpected reply {message!r}") from None
+        code, other = self._nodes.redirect(message, f"RESTORE of key {key} on {conn.name}")
         self.counts.redirects += 1
-        if code == "MOVED":
-            self._nodes.moved(slot, other)
-        else:
+        if code == "ASK":
             other.batch.add_entry(_Entry(None, -1, encode(b"ASKING")))
         self._requeue(other, entry)
 

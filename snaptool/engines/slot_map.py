@@ -3,7 +3,7 @@ cluster or a node (the restore loader, the memcached migration).
 
 Each job keeps its own connection class (what it has in flight differs); this map makes one
 connection per primary on first use, learns the slot owners from ``CLUSTER SLOTS`` and takes
-what ``MOVED`` replies say, so the jobs route and follow redirects the same way.
+what ``MOVED`` replies say (:meth:`SlotMap.redirect` reads them), so the jobs route and follow redirects the same way.
 """
 
 from __future__ import annotations
@@ -82,9 +82,20 @@ class SlotMap(Generic[C]):
                               f"{self.address.redacted()}")
         return conn
 
-    def moved(self, slot: int, conn: C) -> None:
-        """A MOVED reply: ``slot`` is served by ``conn`` from now on."""
-        self._slots[slot] = conn
+    def redirect(self, message: str, where: str) -> tuple[str, C]:
+        """Where a ``MOVED slot host:port`` or ``ASK slot host:port`` error reply sends the command:
+        the code and the connection there. After MOVED the slot's owner is that node from now on.
+        ``where`` names the command for the error a reply of another shape gives."""
+        parts = message.split()
+        try:
+            code, slot = parts[0], int(parts[1])
+            host, _, port = parts[2].rpartition(":")
+            conn = self.at_endpoint(host, int(port))
+        except (IndexError, ValueError):
+            raise EngineError(f"{where}: unexpected reply {message!r}") from None
+        if code == "MOVED":
+            self._slots[slot] = conn
+        return code, conn
 
     def primaries(self) -> list[NodeAddress]:
         """The nodes that own slots (the one node when not a cluster)."""

@@ -139,22 +139,16 @@ class RedisTarget:
     def _redirect(self, conn: RespConn, key: bytes, cmd: bytes, reply: redis.ResponseError) -> None:
         """Follow MOVED / ASK / TRYAGAIN for one command, synchronously (rare); stop on other errors."""
         for _ in range(_MAX_HOPS):
-            code, *rest = str(reply).split()
+            code = str(reply).split(" ", 1)[0]
             if code not in ("MOVED", "ASK", "TRYAGAIN"):
                 raise EngineError(f"{conn.name} refused the write of key {show_key(key)}: {reply}")
             if code == "TRYAGAIN":
                 time.sleep(0.05)
                 other = conn
-                prefix = b""
             else:
-                host, _, port = rest[1].rpartition(":")
-                other = self.nodes.at_endpoint(host, int(port))
+                code, other = self.nodes.redirect(str(reply), f"the write of key {show_key(key)} on {conn.name}")
                 self.redirects += 1
-                if code == "MOVED":
-                    self.nodes.moved(int(rest[0]), other)
-                    prefix = b""
-                else:
-                    prefix = encode(b"ASKING")
+            prefix = encode(b"ASKING") if code == "ASK" else b""
             self.drain(other)
             other.send(prefix + cmd)
             replies = other.replies(2 if prefix else 1)

@@ -26,8 +26,14 @@ def test_owners_primaries_and_a_slot_no_node_serves(get_engine, engine_server) -
             assert {a.endpoint for a in nodes.primaries()} == set(nodes.conns)
             with pytest.raises(EngineError, match=rf"slot {key_slot(gone)} of key 'k\d+' is served by no node"):
                 nodes.owner(gone)
-            nodes.moved(key_slot(high), nodes.at_endpoint("", first.port))  # a redirect naming no host
-            assert nodes.owner(high).name == first.address.redacted()
+            code, there = nodes.redirect(f"ASK {key_slot(high)} {first.host}:{first.port}", "GET")
+            assert code == "ASK" and there.name == first.address.redacted()
+            assert nodes.owner(high).name == second.address.redacted()  # ASK leaves the map as it is
+            code, there = nodes.redirect(f"MOVED {key_slot(high)} :{first.port}", "GET")  # naming no host
+            assert code == "MOVED" and nodes.owner(high) is there and there.name == first.address.redacted()
+            for bad in ("MOVED", "MOVED x 1.2.3.4:5", "ASK 12 1.2.3.4:port"):
+                with pytest.raises(EngineError, match=rf"^GET k1: unexpected reply '{bad}'$"):
+                    nodes.redirect(bad, "GET k1")
         finally:
             nodes.close()
         assert nodes.conns == {}
