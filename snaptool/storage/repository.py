@@ -21,7 +21,7 @@ import fsspec
 
 from .errors import RepositoryError
 from .s3 import S3Settings
-from .s3upload import MAX_PARTS, ObjectInfo, S3Upload, head_object
+from .s3upload import MAX_PARTS, STEADY_PARTS, ObjectInfo, S3Upload, head_object
 
 __all__ = ["DEFAULT_LOCAL", "DEFAULT_PART_SIZE", "MAX_PARTS", "REPO_ENV", "ObjectInfo", "Repository",
            "RepositoryError", "S3Settings", "part_size_for"]
@@ -34,10 +34,12 @@ TEMP_MARK = ".part-"
 
 
 def part_size_for(expected_size: int | None, minimum: int = DEFAULT_PART_SIZE) -> int:
-    """A multipart part size that keeps any upload under S3's 10,000-part limit."""
+    """A part size whose steady parts (the first 8,000, before they grow) hold ``expected_size``:
+    an upload that is as large as expected keeps one part size, and the 2,000 growing parts after
+    them are room for a size estimate that was low, under S3's 10,000-part limit."""
     if not expected_size:
         return minimum
-    need = -(-expected_size // (MAX_PARTS - 100))  # leave room for a size estimate that was low
+    need = -(-expected_size // STEADY_PARTS)
     return max(minimum, -(-need // (1 << 20)) * (1 << 20))
 
 

@@ -23,8 +23,8 @@ _READ_CHUNK = 8 << 20
 #: S3's limits: parts in one upload, bytes in one part.
 MAX_PARTS = 10_000
 MAX_PART_SIZE = 5 << 30
-#: From this part on the part size doubles every _GROW_EVERY parts.
-_GROW_FROM, _GROW_EVERY = 8_000, 200
+#: Parts keep their first size up to this one; then the part size doubles every _GROW_EVERY parts.
+STEADY_PARTS, _GROW_EVERY = 8_000, 200
 
 
 def part_size_at(number: int, base: int) -> int:
@@ -35,9 +35,9 @@ def part_size_at(number: int, base: int) -> int:
     double in size every 200 parts (at most 5 GiB each): with 8 MiB parts an upload still ends
     within 10,000 parts up to 2.5 TiB, and parts stay at 8 MiB up to 62.5 GiB.
     """
-    if number <= _GROW_FROM:
+    if number <= STEADY_PARTS:
         return min(base, MAX_PART_SIZE)
-    return min(base << (1 + (number - _GROW_FROM - 1) // _GROW_EVERY), MAX_PART_SIZE)
+    return min(base << (1 + (number - STEADY_PARTS - 1) // _GROW_EVERY), MAX_PART_SIZE)
 
 
 @dataclass
