@@ -14,6 +14,7 @@ copies and hashes no record itself, so the work spreads over the cores.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -35,7 +36,7 @@ from ..rdb.writer import header_aux
 from .dedupe import Keeper, find_duplicates
 from ..rdb.rewriter import Libraries, Rewriter, passthrough_mask
 from .rewrite import CombineReport, prepare_outputs
-from .split_workers import WorkerError, progress_of, totals, worker_pool
+from .split_workers import WorkerError, allow_open_files, progress_of, totals, worker_pool
 
 Progress = Callable[[int, int], None]
 
@@ -180,15 +181,16 @@ class _Pass:
                 progress(*totals(counters))
             if any(f.exception() is not None for f in done):
                 break
+        failed = next((f for f in futures if f.done() and not f.cancelled() and f.exception() is not None), None)
+        if failed is not None:  # said at once, whatever the inputs before it: queued ones never start
+            for queued in futures:
+                queued.cancel()
+            wait(futures)  # no worker still writing into the directory about to go
+            error = failed.exception()
+            raise error.rebuild() if isinstance(error, WorkerError) else error  # type: ignore[misc]
         done_bytes = 0
         for index, future in enumerate(futures):  # taken over in input order
-            try:
-                part, bodies, size = future.result()
-            except WorkerError as exc:
-                for queued in futures:
-                    queued.cancel()
-                wait(futures)  # no worker still writing into the directory about to go
-                raise exc.rebuild() from None
+            part, bodies, size = future.result()
             self._absorb(part, bodies, index)
             done_bytes += size
         if progress is not None:
@@ -266,9 +268,18 @@ def _route_one(plan: tuple, index: int, tmp: str) -> tuple[_Pass, list, int]:
         return part, bodies, size
     except SnaptoolError as exc:
         raise WorkerError.of(exc) from None
-    except OSError as exc:  # a full temporary directory, most likely: say which one
-        raise WorkerError("SnaptoolError", f"routing {plan[0][index]} into the temporary directory {tmp}: "
-                          f"{exc.strerror or exc} (TMPDIR chooses where it is)", 1) from None
+    except OSError as exc:
+        raise WorkerError("SnaptoolError", _routing_failed(plan[0][index], tmp, exc), 1) from None
+
+
+def _routing_failed(path: str, tmp: str, exc: OSError) -> str:
+    """What a worker's OSError means for the user: a full temporary directory is the usual one."""
+    why = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return f"routing {path} into the temporary directory {tmp}: {why} (TMPDIR chooses where it is)"
+    if exc.errno in (errno.EMFILE, errno.ENFILE):
+        return f"routing {path}: {why} (a file stays open per shard while routing: raise `ulimit -n`)"
+    return f"routing {path}: {why}" + (f" ({exc.filename})" if exc.filename else "")
 
 
 def split(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, layout: SlotLayout, *,
@@ -297,6 +308,7 @@ def split(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, layou
     db_rule = _DbRule(target, db_map or {})
     keeper = Keeper(None, on_duplicate)
     current = _Pass(paths, headers, layout, target, db_rule, verify_checksum)
+    allow_open_files(2 * len(layout.shards) + 64)  # a body file per shard (and database) while routing
     pool, counters = worker_pool(min(len(paths), os.cpu_count() or 1) if parallel else 1, len(paths))
     created = not Path(out_dir).exists()
     try:

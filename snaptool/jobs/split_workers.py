@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import multiprocessing
+import resource
 import signal
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Callable
@@ -41,6 +42,17 @@ def _start_worker(counters: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to tune
         ctypes.CDLL(None).mallopt(_M_TOP_PAD, _TOP_PAD)
+
+
+def allow_open_files(count: int) -> None:
+    """Let this process, and the workers it forks, keep ``count`` files open: a split keeps a body
+    file per shard open while it routes, more than the usual soft limit of 1,024 for a big layout.
+    The soft limit is raised toward the hard one; never lowered."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = count if hard == resource.RLIM_INFINITY else min(count, hard)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
 
 def progress_of(index: int) -> Callable[[int, int], None] | None:

@@ -12,6 +12,7 @@ import json
 import os
 import pty
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -257,3 +258,24 @@ def _read_all(fd: int, into: bytearray) -> None:
 def _keys_drawn(drawn: bytearray) -> list[int]:
     text = re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", bytes(drawn)).decode("utf-8", "replace")
     return [int(n.replace(",", "")) for n in re.findall(r"([\d,]+) keys", text)]
+
+
+def test_many_shards_under_a_low_open_file_limit(shards, tmp_path: Path) -> None:
+    """Each worker keeps a body file per shard open while it routes: 250 shards (a layout holds
+    at most 255) under a soft limit of 128 open files, the hard limit above it, still split, into
+    the files a split in this process writes."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2 * 250 + 64:
+        pytest.skip(f"the hard limit of open files here is {hard}")
+
+    def low() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (128, hard))
+
+    result = subprocess.run([sys.executable, "-m", "snaptool", "split", *map(str, shards), "-o",
+                             str(tmp_path / "out"), "--shards", "250", "--no-validate", "--json"],
+                            capture_output=True, preexec_fn=low, timeout=300)
+    assert result.returncode == 0, result.stderr.decode()
+    expected = split(shards, tmp_path / "expected", SlotLayout.even(250), parallel=False)
+    assert json.loads(result.stdout)["keys_out"] == expected.keys_out
+    for shard in expected.shards:
+        assert (tmp_path / "out" / shard.file).read_bytes() == (tmp_path / "expected" / shard.file).read_bytes()
