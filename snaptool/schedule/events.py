@@ -17,7 +17,7 @@ from ..storage.lock import format_wait
 FORMATS = ("text", "json")
 #: event → level, for collectors that filter by severity
 LEVELS = {"failure": "error", "prune_failure": "error", "state_failure": "error", "skipped": "warning",
-          "missed": "warning", "aborting": "warning", "lock_wait": "warning"}
+          "missed": "warning", "aborting": "warning", "lock_wait": "warning", "warning": "warning"}
 
 
 def iso(when: datetime) -> str:
@@ -43,6 +43,8 @@ _TEXT: dict[str, Callable[[dict[str, Any]], str]] = {
     "next": lambda e: f"next run {e['at']} ({e['schedule']})",
     "state_failure": lambda e: f"STATE NOT SAVED: {e['error']}",
     "start": lambda e: f"start: {e['source']} -> {e['repository']} (scheduled {e['scheduled']})",
+    "step": lambda e: e["message"],
+    "warning": lambda e: f"WARNING: {e['message']}",
     "lock_wait": lambda e: f"waiting up to {format_wait(e['seconds'])} for the lock of {e['repository']}: "
                            f"{e['blocker']}",
     "finish": lambda e: f"finish: snapshot {e['snapshot']}, {e['keys']:,} keys, {_bytes(e['bytes'])}, "

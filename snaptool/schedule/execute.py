@@ -48,9 +48,11 @@ def error_line(exc: BaseException) -> str:
     return " ".join(text.split())
 
 
-def backup_options(job: Job, lock_waiting: Waiting | None = None) -> BackupOptions:
+def backup_options(job: Job, lock_waiting: Waiting | None = None,
+                   echo: Callable[[str], None] | None = None) -> BackupOptions:
     """The job's BackupOptions for one run (password and passphrase files are read now);
-    ``lock_waiting`` hears when the backup waits for another process's repository lock."""
+    ``lock_waiting`` hears when the backup waits for another process's repository lock, ``echo``
+    the steps and warnings of an ElastiCache backup."""
     password = None
     if job.password_file:
         with open(job.password_file, encoding="utf-8") as f:
@@ -60,7 +62,7 @@ def backup_options(job: Job, lock_waiting: Waiting | None = None) -> BackupOptio
     return BackupOptions(kind=job.kind, tags=job.tags, from_primary=job.from_primary, digest=job.digest,
                          timeout=job.timeout, tls=job.tls, username=job.user, password=password,
                          source_s3=job.s3 if on_aws else None, encryption=encryption, pinned=job.pin,
-                         lock_wait=job.lock_wait, lock_waiting=lock_waiting, **job.elasticache)
+                         lock_wait=job.lock_wait, lock_waiting=lock_waiting, echo=echo, **job.elasticache)
 
 
 def run_job(job: Job, *, clock: Clock, log: Log, extra: Callable[[], dict[str, Any]] | None = None,
@@ -72,7 +74,7 @@ def run_job(job: Job, *, clock: Clock, log: Log, extra: Callable[[], dict[str, A
     try:
         with repositories.backing_up(job.repository):
             repo = Repository.open(job.repository, s3=job.s3)
-            manifest = backup(job.source, repo, backup_options(job, _waiting(job, clock, log)))
+            manifest = backup(job.source, repo, backup_options(job, _waiting(job, clock, log), _echo(job, clock, log)))
     except Exception as exc:  # noqa: BLE001 - one job's failure must not stop the scheduler
         log(clock(), "failure", job.name, stage="backup", error=error_line(exc),
             seconds=round(time.monotonic() - started, 3))
@@ -84,6 +86,17 @@ def run_job(job: Job, *, clock: Clock, log: Log, extra: Callable[[], dict[str, A
         if running:
             log(clock(), "prune_deferred", job.name, repository=job.repository, backups=running)
     return Outcome(ok=True, snapshot=manifest.id, prune_ok=repositories.run_pending(job.repository))
+
+
+def _echo(job: Job, clock: Clock, log: Log) -> Callable[[str], None]:
+    """A backup's own lines as events: ``warning`` for what it left behind (an ElastiCache snapshot
+    or export it could not delete), ``step`` for the rest."""
+    def echo(line: str) -> None:
+        if line.startswith("warning: "):
+            log(clock(), "warning", job.name, message=line.removeprefix("warning: "))
+        else:
+            log(clock(), "step", job.name, message=line)
+    return echo
 
 
 def _waiting(job: Job, clock: Clock, log: Log) -> Waiting:

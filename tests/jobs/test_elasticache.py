@@ -6,10 +6,12 @@ objects into moto S3."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
 import shutil
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -28,6 +30,7 @@ from snaptool.jobs.seed import SeedError, SeedOptions, check_version, seed
 from snaptool.jobs.split import split
 from snaptool.rdb.slots import SlotLayout
 from snaptool.rdb.targets import parse_target
+from snaptool.schedule import EventLog, parse_config, run_job
 from snaptool.storage.catalog import Catalog
 from snaptool.storage.repository import Repository
 
@@ -529,3 +532,30 @@ def test_export_to_s3_is_the_seed(s3_env: str, tmp_path: Path, capsys: pytest.Ca
     assert main(["export", "latest", "--repo", repo, "--to", f"s3://{bucket}/x", "--engine-version", "redis-7.1"]) == 1
     assert capsys.readouterr().err.strip() == ("snaptool: error: the snapshot is RDB 11, but ElastiCache redis-7.1 "
                                                "loads RDB 10 at most: use --target redis-7.0")
+
+
+def test_a_scheduled_elasticache_backup_logs_its_steps(s3_env: str, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """What an ElastiCache backup says (the snapshot made, the export, what it deleted or could
+    not delete) reaches the scheduler's log as `step` and `warning` events, not nowhere."""
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    group = f"g{uuid.uuid4().hex[:8]}"
+    boto3.client("elasticache").create_replication_group(
+        ReplicationGroupId=group, ReplicationGroupDescription="t", Engine="redis", CacheNodeType="cache.t3.micro",
+        NumCacheClusters=1)
+    config = parse_config({"job": [{
+        "name": "managed", "source": f"elasticache://{group}?region={REGION}", "repository": str(tmp_path / "repo"),
+        "schedule": "@daily", "elasticache": {"export_bucket": _bucket(), "grant_elasticache": True,
+                                              "poll_seconds": 0.01}}]}, str(tmp_path / "schedule.toml"))
+    log = EventLog(io.StringIO(), "json", keep=True)
+    outcome = run_job(config.jobs[0], clock=lambda: datetime.now(timezone.utc), log=log)
+    steps = [e["message"] for e in log.events if e["event"] == "step"]
+    (failure,) = [e for e in log.events if e["event"] == "failure"]  # moto has no CopySnapshot
+    assert not outcome.ok and "ElastiCache CopySnapshot" in failure["error"]
+    assert steps[0].startswith("creating ElastiCache snapshot snaptool-") and steps[0].endswith(f"of {group}")
+    assert any(line.startswith("deleted ElastiCache snapshot snaptool-") for line in steps)
+    assert boto3.client("elasticache").describe_snapshots(ReplicationGroupId=group)["Snapshots"] == []
+    line = EventLog(io.StringIO(), "text", keep=True)
+    line(datetime.now(timezone.utc), "warning", "managed", message="could not delete the exported objects")
+    assert line.events[0]["level"] == "warning" and "WARNING: could not delete" in line.out.getvalue()
