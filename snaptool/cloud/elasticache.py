@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 from ..errors import SnaptoolError
-from ..storage.s3 import S3Settings, describe_error, error_code
+from ..storage.s3 import S3Settings, describe_error, error_code, is_boto_error
 
 #: Statuses a snapshot passes through while ElastiCache works on it; anything but "available" is busy.
 BUSY = ("creating", "copying", "exporting", "restoring", "deleting")
@@ -62,7 +62,7 @@ class Boto3ElastiCache:
         try:
             return getattr(self.client, operation)(**kwargs)
         except Exception as exc:  # noqa: BLE001 - botocore raises many unrelated types
-            if type(exc).__module__.startswith(("botocore", "urllib3")):
+            if is_boto_error(exc):
                 name = "".join(p.title() for p in operation.split("_"))
                 raise ElastiCacheError(f"ElastiCache {name} in {self.region}: {describe_error(exc)}") from None
             raise
@@ -73,7 +73,7 @@ class Boto3ElastiCache:
         except Exception as exc:  # noqa: BLE001
             if error_code(exc) in _NOT_FOUND:
                 return None
-            if type(exc).__module__.startswith(("botocore", "urllib3")):
+            if is_boto_error(exc):
                 name = "".join(p.title() for p in operation.split("_"))
                 raise ElastiCacheError(f"ElastiCache {name} in {self.region}: {describe_error(exc)}") from None
             raise

@@ -28,7 +28,7 @@ from ..cloud.elasticache import (Boto3ElastiCache, ElastiCacheApi, ElastiCacheEr
 from ..storage.catalog import Catalog, shard_file_name, snapshot_dir
 from ..storage.manifest import KINDS, FileEntry, Manifest, new_snapshot_id
 from ..storage.repository import Repository
-from ..storage.s3 import S3Settings, split_s3_url
+from ..storage.s3 import S3Settings, is_boto_error, split_s3_url
 from .ingest import ProgressFn, ingest
 
 if TYPE_CHECKING:  # cryptography is imported only for encrypted snapshots
@@ -175,7 +175,7 @@ def _exported_objects(s3: Any, bucket: str, name: str, require: bool = True) -> 
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{name}-"):
             keys.extend(o["Key"] for o in page.get("Contents", []) if _EXPORTED.search(o["Key"]))
     except Exception as exc:  # noqa: BLE001
-        if type(exc).__module__.startswith(("botocore", "urllib3")):
+        if is_boto_error(exc):
             raise ElastiCacheError(f"s3://{bucket}: cannot list the export: {exc}") from None
         raise
     keys.sort(key=lambda k: int(_EXPORTED.search(k).group(1)))  # type: ignore[union-attr]

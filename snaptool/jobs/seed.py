@@ -35,7 +35,8 @@ ENGINE_RDB = {("redis", 4): 8, ("redis", 5): 9, ("redis", 6): 9, ("redis", 7): 1
               ("valkey", 7): 11, ("valkey", 8): 11, ("valkey", 9): 80}
 #: The snaptool target that writes what an engine loading RDB n reads.
 TARGET_FOR = {8: "redis-4.0", 9: "redis-6.2", 10: "redis-7.0", 11: "valkey-8.1", 80: "valkey-9.0"}
-#: How the re-split ends its refusal of keys that --db-map brings together (jobs/dedupe.py).
+
+
 class SeedError(ElastiCacheError):
     """A seed that cannot work as asked."""
 

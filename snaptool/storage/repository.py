@@ -20,7 +20,7 @@ from typing import Any, BinaryIO, Iterator
 import fsspec
 
 from .errors import RepositoryError
-from .s3 import S3Settings
+from .s3 import S3Settings, is_boto_error
 from .s3upload import MAX_PARTS, STEADY_PARTS, ObjectInfo, S3Upload, head_object
 
 __all__ = ["DEFAULT_LOCAL", "DEFAULT_PART_SIZE", "MAX_PARTS", "REPO_ENV", "ObjectInfo", "Repository",
@@ -197,7 +197,7 @@ class Repository:
                 raise RepositoryError(f"{self.where(relpath)}: {exc}") from None
             raise
         except Exception as exc:  # noqa: BLE001 - credential and endpoint errors from botocore
-            if type(exc).__module__.startswith(("botocore", "aiobotocore", "s3fs", "aiohttp")):
+            if is_boto_error(exc):
                 raise RepositoryError(f"{self.where(relpath)}: {type(exc).__name__}: {exc}") from None
             raise
 

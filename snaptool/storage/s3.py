@@ -226,4 +226,6 @@ def describe_error(exc: BaseException) -> str:
 
 
 def is_boto_error(exc: BaseException) -> bool:
-    return type(exc).__module__.startswith(("botocore", "boto3", "urllib3", "s3transfer", "aiobotocore", "aiohttp"))
+    """Whether an exception comes from the AWS client stack (boto3, botocore, s3fs and what they use)."""
+    return type(exc).__module__.startswith(("botocore", "boto3", "urllib3", "s3transfer", "aiobotocore", "aiohttp",
+                                            "s3fs"))

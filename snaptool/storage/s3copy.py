@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import RepositoryError
-from .s3 import error_code, hex_to_b64
+from .s3 import error_code, hex_to_b64, is_boto_error
 from .s3upload import MAX_PARTS, head_object, read_sha256, s3_call
 
 #: CopyObject's own limit; bigger objects must be copied in parts.
@@ -38,7 +38,7 @@ def can_read(client: Any, bucket: str, key: str, source_owner: str | None = None
     except Exception as exc:  # noqa: BLE001
         if error_code(exc) in ("403", "404", "AccessDenied", "NoSuchKey", "NoSuchBucket", "NotFound"):
             return False
-        if type(exc).__module__.startswith(("botocore", "urllib3")):
+        if is_boto_error(exc):
             return False
         raise
 

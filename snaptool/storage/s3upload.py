@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .errors import RepositoryError
-from .s3 import b64, describe_error, error_code, hex_to_b64
+from .s3 import b64, describe_error, error_code, hex_to_b64, is_boto_error
 
 _READ_CHUNK = 8 << 20
 #: S3's limits: parts in one upload, bytes in one part.
@@ -61,7 +61,7 @@ def s3_call(where: str, fn: Callable[..., Any], **kwargs: Any) -> Any:
     try:
         return fn(**kwargs)
     except Exception as exc:  # noqa: BLE001 - botocore raises many unrelated types
-        if type(exc).__module__.startswith(("botocore", "boto3", "urllib3")):
+        if is_boto_error(exc):
             raise RepositoryError(f"{where}: {describe_error(exc)}") from None
         raise
 
@@ -73,7 +73,7 @@ def head_object(client: Any, bucket: str, key: str, owner_args: dict[str, Any], 
     except Exception as exc:  # noqa: BLE001
         if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
             return None
-        if type(exc).__module__.startswith(("botocore", "urllib3")):
+        if is_boto_error(exc):
             raise RepositoryError(f"{where}: {describe_error(exc)}") from None
         raise
     checksum = head.get("ChecksumSHA256")
@@ -99,7 +99,7 @@ def read_sha256(client: Any, bucket: str, key: str, owner_args: dict[str, Any], 
             if counter is not None:
                 counter(len(chunk))
     except Exception as exc:  # noqa: BLE001
-        if type(exc).__module__.startswith(("botocore", "urllib3")):
+        if is_boto_error(exc):
             raise RepositoryError(f"{where}: reading it back failed: {describe_error(exc)}") from None
         raise
     finally:
