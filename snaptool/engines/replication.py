@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from ..errors import EngineError
 from .address import CONNECT_TIMEOUT, NodeAddress
+from .resp import encode
 
 #: Bytes asked from the socket per receive: large, so a fast link costs few system calls.
 RECV_SIZE = 1 << 20
@@ -41,15 +42,6 @@ class TransferInfo:
     waited: float  # seconds from the sync request to the payload header (fork, BGSAVE, delay)
 
 
-def _command(*args: str | bytes) -> bytes:
-    """One command in RESP (array of bulk strings)."""
-    out = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = arg.encode() if isinstance(arg, str) else arg
-        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(out)
-
-
 class _Connection:
     """A socket plus what was received beyond the last line read (the payload's first bytes)."""
 
@@ -61,7 +53,7 @@ class _Connection:
 
     def send(self, *args: str | bytes) -> None:
         try:
-            self.sock.sendall(_command(*args))
+            self.sock.sendall(encode(*args))
         except TimeoutError:
             raise EngineError(f"no progress sending to {self.address.redacted()} for "
                               f"{self.timeout:g}s") from None

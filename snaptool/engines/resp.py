@@ -217,8 +217,13 @@ class RespConnection:
             self._buf, self._pos = rest + self._recv(), 0
         head = lines[:count]
         if all(line[:1] == b":" for line in head):
-            self._buf, self._pos = lines[count], 0
-            return [int(line[1:]) for line in head]
+            try:
+                numbers = [int(line[1:]) for line in head]
+            except ValueError:  # not RESP: parsed one by one below, which names the line
+                pass
+            else:
+                self._buf, self._pos = lines[count], 0
+                return numbers
         self._buf, self._pos = rest, 0
         return self.replies(count)
 
@@ -227,7 +232,7 @@ class RespConnection:
         line = self._line()
         kind, rest = line[:1], line[1:]
         if kind == b"$":
-            size = int(rest)
+            size = self._number(rest, line)
             if size < 0:
                 return None
             self._fill(size + 2)
@@ -235,15 +240,21 @@ class RespConnection:
             self._pos = start + size + 2
             return self._buf[start:start + size]
         if kind == b":":
-            return int(rest)
+            return self._number(rest, line)
         if kind == b"*":
-            size = int(rest)
+            size = self._number(rest, line)
             return None if size < 0 else [self.reply() for _ in range(size)]
         if kind == b"+":
             return rest
         if kind == b"-":
             return redis.ResponseError(rest.decode("utf-8", "replace"))
         raise self.lost(f"not a RESP reply: {line[:40]!r}")
+
+    def _number(self, text: bytes, line: bytes) -> int:
+        try:
+            return int(text)
+        except ValueError:
+            raise self.lost(f"not a RESP reply: {line[:40]!r}") from None
 
     def _line(self) -> bytes:
         start = self._pos

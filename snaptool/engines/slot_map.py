@@ -90,6 +90,8 @@ class SlotMap(Generic[C]):
         try:
             code, slot = parts[0], int(parts[1])
             host, _, port = parts[2].rpartition(":")
+            if not (self.cluster and 0 <= slot < SLOTS):  # a node that is no cluster never redirects
+                raise ValueError(slot)
             conn = self.at_endpoint(host, int(port))
         except (IndexError, ValueError):
             raise EngineError(f"{where}: unexpected reply {message!r}") from None

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, TextIO
 
+from ..engines.resp import encode
 from ..errors import SnaptoolError
 from ..rdb import constants as C
 from ..rdb.items import Function, Record
@@ -153,13 +154,6 @@ def _jsonl_record(record: Record, out: _KeyBuffer) -> None:
 
 # -- RESP -----------------------------------------------------------------------------------------
 
-def resp_command(*args: bytes) -> bytes:
-    out = [b"*%d\r\n" % len(args)]
-    for a in args:
-        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-    return b"".join(out)
-
-
 def _score_arg(score: float) -> bytes:
     if score == float("inf"):
         return b"+inf"
@@ -188,48 +182,48 @@ def resp_record(record: Record) -> Iterator[bytes]:
     key, kind = record.key, record.kind
     field_ttls: list[tuple[bytes, int]] = []
     if kind == "string":
-        yield resp_command(b"SET", key, record.value())
+        yield encode(b"SET", key, record.value())
     elif kind == "list":
         for batch in _batched(record.iter_value()):
-            yield resp_command(b"RPUSH", key, *batch)
+            yield encode(b"RPUSH", key, *batch)
     elif kind == "set":
         for batch in _batched(record.iter_value()):
-            yield resp_command(b"SADD", key, *batch)
+            yield encode(b"SADD", key, *batch)
     elif kind == "zset":
         for batch in _batched(record.iter_value()):
-            yield resp_command(b"ZADD", key, *(x for m, s in batch for x in (_score_arg(s), m)))
+            yield encode(b"ZADD", key, *(x for m, s in batch for x in (_score_arg(s), m)))
     elif kind == "hash":
         for batch in _batched(record.iter_value()):
-            yield resp_command(b"HSET", key, *(x for f, v, _ in batch for x in (f, v)))
+            yield encode(b"HSET", key, *(x for f, v, _ in batch for x in (f, v)))
             field_ttls += [(f, e) for f, _, e in batch if e is not None]
     elif kind == "stream":
         yield from _resp_stream(key, record.value())
     for f, expire in field_ttls:
-        yield resp_command(b"HPEXPIREAT", key, b"%d" % expire, b"FIELDS", b"1", f)
+        yield encode(b"HPEXPIREAT", key, b"%d" % expire, b"FIELDS", b"1", f)
     if record.expire_ms is not None:
-        yield resp_command(b"PEXPIREAT", key, b"%d" % record.expire_ms)
+        yield encode(b"PEXPIREAT", key, b"%d" % record.expire_ms)
 
 
 def _resp_stream(key: bytes, value: StreamValue) -> Iterator[bytes]:
     for entry in value.entries:
-        yield resp_command(b"XADD", key, _sid(entry.id), *(x for f, v in entry.fields for x in (f, v)))
+        yield encode(b"XADD", key, _sid(entry.id), *(x for f, v in entry.fields for x in (f, v)))
     if not value.entries:  # an empty stream still exists: create it, then drop the placeholder
-        yield resp_command(b"XADD", key, b"MAXLEN", b"0", b"*", b"_", b"_")
+        yield encode(b"XADD", key, b"MAXLEN", b"0", b"*", b"_", b"_")
     setid = [b"XSETID", key, _sid(value.last_id)]
     if value.entries_added is not None:
         setid += [b"ENTRIESADDED", b"%d" % value.entries_added,
                   b"MAXDELETEDID", _sid(value.max_deleted_id or (0, 0))]
-    yield resp_command(*setid)
+    yield encode(*setid)
     for g in value.groups:
         create = [b"XGROUP", b"CREATE", key, g.name, _sid(g.last_id)]
         if g.entries_read is not None:
             create += [b"ENTRIESREAD", b"%d" % g.entries_read]
-        yield resp_command(*create)
+        yield encode(*create)
         owner = {pid: c.name for c in g.consumers for pid in c.pending}
         for c in g.consumers:
-            yield resp_command(b"XGROUP", b"CREATECONSUMER", key, g.name, c.name)
+            yield encode(b"XGROUP", b"CREATECONSUMER", key, g.name, c.name)
         for p in g.pending:
-            yield resp_command(b"XCLAIM", key, g.name, owner.get(p.id, b"consumer"), b"0", _sid(p.id),
+            yield encode(b"XCLAIM", key, g.name, owner.get(p.id, b"consumer"), b"0", _sid(p.id),
                                b"TIME", b"%d" % p.delivery_time, b"RETRYCOUNT", b"%d" % p.delivery_count,
                                b"FORCE", b"JUSTID")
 
@@ -254,7 +248,7 @@ def export_file(path: str | os.PathLike, out, *, fmt: str = "jsonl", db: int | N
             if kind is Function:
                 report.functions += 1
                 if fmt == "resp":
-                    out.write(resp_command(b"FUNCTION", b"LOAD", b"REPLACE", item.code))
+                    out.write(encode(b"FUNCTION", b"LOAD", b"REPLACE", item.code))
                 continue
             if kind is not Record:
                 continue
@@ -272,7 +266,7 @@ def export_file(path: str | os.PathLike, out, *, fmt: str = "jsonl", db: int | N
                 continue
             else:
                 if record.db != current_db:
-                    out.write(resp_command(b"SELECT", b"%d" % record.db))
+                    out.write(encode(b"SELECT", b"%d" % record.db))
                     current_db = record.db
                 commands = _KeyBuffer(out, b"")
                 for command in resp_record(record):

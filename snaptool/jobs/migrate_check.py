@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable
 import redis
 
 from ..engines.slot_map import show_key
+from ..errors import EngineError
 from .migrate_ledger import NO_EXPIRY
 from .migrate_resp import RedisTarget, RespConn
 
@@ -140,6 +141,8 @@ def _receive(groups: list[_Group], items: list[Item]) -> tuple[list, list, list,
             group.values = want
         elif group.mget:
             got = conn.reply()  # the MGET's array, or the error sent instead
+            if not isinstance(got, (list, redis.ResponseError)) or isinstance(got, list) and len(got) != len(want):
+                raise EngineError(f"{conn.name}: MGET of {len(want)} keys answered {repr(got)[:60]}")
             group.values = [got] * len(want) if isinstance(got, redis.ResponseError) else got
         else:
             group.values = conn.replies(len(want))

@@ -46,10 +46,11 @@ from ..rdb.targets import Target, parse_target
 from ..storage.catalog import Catalog, shard_file_name, snapshot_dir
 from ..storage.manifest import Manifest, new_snapshot_id
 from ..storage.repository import Repository
+from ..engines.slot_map import show_key
 from .ingest import ingest
 from .migrate_check import Item, TargetCheck, check_target
 from .migrate_flags import FlagsInventory, FlagsPolicy, FlagsRefused
-from .migrate_read import Progress, Reader, SourceReport, show
+from .migrate_read import Progress, Reader, SourceReport
 from .migrate_resp import RedisTarget
 from .migrate_targets import RdbFileSink, RedisSink, open_redis
 
@@ -384,7 +385,7 @@ def _summarize(reader: Reader, report: MigrationReport) -> None:
     report.inventory = reader.inventory
     report.problems = reader.problems
     report.duplicates = len(reader.duplicates)
-    report.duplicate_examples = [show(k) for k in list(reader.duplicates)[:_EXAMPLES]]
+    report.duplicate_examples = [show_key(k) for k in list(reader.duplicates)[:_EXAMPLES]]
     if reader.ring is not None:
         report.ring_chosen = report.duplicates - len(reader.unresolved())
 
@@ -396,7 +397,7 @@ def _refusal(options: MigrateOptions, reader: Reader, report: MigrationReport) -
     if reader.duplicates and options.on_duplicate == "error":
         unresolved = reader.unresolved()
         if unresolved:
-            return DuplicateKeys(len(unresolved), [show(k) for k in unresolved[:_EXAMPLES]], report.ring)
+            return DuplicateKeys(len(unresolved), [show_key(k) for k in unresolved[:_EXAMPLES]], report.ring)
     return None
 
 

@@ -18,6 +18,7 @@ from ..engines.memcached_conn import MemcachedAddress, ServerInfo
 from ..engines.memcached_dump import DumpRun, LeanRun, Listing, batches
 from ..engines.memcached_fetch import Columns, Result, open_fetcher
 from ..engines.memcached_ring import BoundRing
+from ..engines.slot_map import show_key
 from .migrate_check import Item
 from .migrate_fanin import fan_in
 from .migrate_flags import FlagsInventory
@@ -30,10 +31,6 @@ if TYPE_CHECKING:
 #: progress(stage, done, total or None), called from the main thread
 Progress = Callable[[str, int, "int | None"], None]
 _PROBLEMS_LISTED = 20
-
-
-def show(key: bytes) -> str:
-    return repr(key[:80])
 
 
 @dataclass
@@ -219,14 +216,14 @@ class Reader:
                 prev = copied.get(key)
                 if delta and item_flags and self.options.flags.mode is None:
                     report.failed += 1  # the decision on flags was taken before: it cannot be written
-                    self.note(f"{report.server}: key {show(key)} was written during the run with flags "
+                    self.note(f"{report.server}: key {show_key(key)} was written during the run with flags "
                               f"{item_flags}, and no --flags was given")
                     continue
                 if prev is not None and _server(prev) != index:
                     if delta and self.options.on_duplicate == "error" and \
                             self._ring_choice(key, {_server(prev), index}) is None:
                         report.failed += 1
-                        self.note(f"{report.server}: key {show(key)} was written to a second server during the "
+                        self.note(f"{report.server}: key {show_key(key)} was written to a second server during the "
                                   "run, and no --on-duplicate was given")
                         continue
                     duplicates.setdefault(key, {_server(prev)}).add(index)
@@ -255,7 +252,7 @@ class Reader:
                     report.vanished += 1
             else:
                 report.failed += 1
-                self.note(f"{report.server}: key {show(key)} could not be read: {result}")
+                self.note(f"{report.server}: key {show_key(key)} could not be read: {result}")
         if not delta:
             report.read += len(keys)
         inventory.add(keys, flags, values)
@@ -308,4 +305,4 @@ class Reader:
         self.second.remove()
 
 
-__all__ = ["Progress", "Reader", "SourceReport", "show"]
+__all__ = ["Progress", "Reader", "SourceReport"]

@@ -31,7 +31,7 @@ def test_owners_primaries_and_a_slot_no_node_serves(get_engine, engine_server) -
             assert nodes.owner(high).name == second.address.redacted()  # ASK leaves the map as it is
             code, there = nodes.redirect(f"MOVED {key_slot(high)} :{first.port}", "GET")  # naming no host
             assert code == "MOVED" and nodes.owner(high) is there and there.name == first.address.redacted()
-            for bad in ("MOVED", "MOVED x 1.2.3.4:5", "ASK 12 1.2.3.4:port"):
+            for bad in ("MOVED", "MOVED x 1.2.3.4:5", "ASK 12 1.2.3.4:port", "MOVED 16384 1.2.3.4:5", "MOVED -1 h:5"):
                 with pytest.raises(EngineError, match=rf"^GET k1: unexpected reply '{bad}'$"):
                     nodes.redirect(bad, "GET k1")
         finally:
@@ -40,4 +40,6 @@ def test_owners_primaries_and_a_slot_no_node_serves(get_engine, engine_server) -
     node = engine_server(engine)
     single = SlotMap(node.address, False, RespConnection, 10.0)
     assert single.owner(high) is single.owner(gone) is single.single and single.primaries() == [node.address]
+    with pytest.raises(EngineError, match="unexpected reply"):
+        single.redirect(f"MOVED 5 {node.host}:{node.port}", "SET k1")
     single.close()
