@@ -31,6 +31,10 @@ KINDS = ("ketama", "modula")
 _KETAMA_POINTS = 40  # MD5 digests per server of average weight (160 points, 4 per digest)
 
 
+#: The largest server weight taken: rings build points (ketama) or buckets (modula) per unit of weight.
+MAX_WEIGHT = 1000
+
+
 @dataclass(frozen=True)
 class Ring:
     """A parsed ``--ring`` description, bound to the servers by :meth:`bind`."""
@@ -50,8 +54,9 @@ class Ring:
             weights = tuple(int(w) for w in rest.split(","))
         except ValueError:
             weights = ()
-        if not weights or min(weights) < 1:
-            raise MemcachedInputError(f"--ring {text!r}: weights must be positive integers, one per --from server")
+        if not weights or min(weights) < 1 or max(weights) > MAX_WEIGHT:
+            raise MemcachedInputError(f"--ring {text!r}: weights must be integers from 1 to {MAX_WEIGHT}, one per "
+                                      "--from server")
         return cls(kind, weights)
 
     def __str__(self) -> str:

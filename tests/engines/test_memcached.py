@@ -228,7 +228,7 @@ def test_mgdump_needs_1_6_19() -> None:
 
 def test_ring_descriptions() -> None:
     assert str(Ring.parse("ketama:3,1")) == "ketama:3,1" and Ring.parse("modula").weights is None
-    for bad in ("consistent", "ketama:", "ketama:0,1", "modula:a"):
+    for bad in ("consistent", "ketama:", "ketama:0,1", "modula:a", "modula:1000000000,1"):
         with pytest.raises(MemcachedInputError, match="--ring"):
             Ring.parse(bad)
     with pytest.raises(MemcachedInputError, match="2 weight"):
