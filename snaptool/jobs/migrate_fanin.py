@@ -10,11 +10,13 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
+import time
 from typing import Callable, Generator, Iterator, Sequence, TypeVar
 
 T = TypeVar("T")
 _DONE = object()
 _POLL = 0.2  # seconds between looks at the stop flag while the consumer is behind
+_JOIN_WAIT = 5.0  # seconds the feeds get to end once the consumer stopped
 
 
 Feed = Callable[[], Generator[T, None, None]]
@@ -72,8 +74,11 @@ def fan_in(feeds: Sequence[Feed[T]], limit: int, depth: int = 4) -> Iterator[tup
             yield index, item
     finally:
         stop.set()
+        # a feed inside a network wait (a read, a crawler still busy) notices the flag only when
+        # that wait ends: after an error or Ctrl-C it is not awaited longer than this (daemon threads)
+        deadline = time.monotonic() + _JOIN_WAIT
         for thread in threads:
-            thread.join()
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 __all__ = ["fan_in"]

@@ -66,3 +66,29 @@ def test_leaving_early_closes_the_feeds() -> None:
     next(items)
     items.close()
     assert sorted(closed) == [0, 1]
+
+
+def test_an_error_is_raised_without_waiting_for_a_feed_stuck_in_a_network_wait() -> None:
+    """One feed fails while another sits in a long blocking call (a read with a 60 s timeout):
+    the error comes out while that call still runs."""
+    released = threading.Event()
+
+    def stuck():  # noqa: ANN202
+        yield "first"
+        released.wait(60)  # a recv that has not timed out yet
+        yield "never"
+
+    def failing():  # noqa: ANN202
+        yield "one"
+        raise ConnectionResetError("the server went away")
+
+    timer = threading.Timer(30, released.set)  # the read's own end, long after fan_in's 5 s of grace
+    timer.start()
+    try:
+        with pytest.raises(ConnectionResetError, match="went away"):
+            for _ in fan_in([stuck, failing], limit=2):
+                pass
+        assert not released.is_set()  # still waiting: fan_in did not sit behind it
+    finally:
+        timer.cancel()
+        released.set()
