@@ -238,18 +238,20 @@ class DumpSpool:
     ``ends`` says the release prints END (1.5.4+): then any silence longer than ``stall_timeout``
     is an error (the watchdog), and the socket is closed so the server stops waiting on it too.
     Releases before 1.5.4 print no END, so a silence is their end: ``silence`` seconds after the
-    last bytes, or ``stall_timeout`` before the first (an empty dump). ``inferred_end`` then says
-    the listing may be incomplete (a server that paused that long mid-dump looks the same).
+    last bytes, or ``stall_timeout`` before the first (an empty dump, unless ``holds_items``: the
+    server said it holds items, so that silence is a stall). ``inferred_end`` then says the listing
+    may be incomplete (a server that paused that long mid-dump looks the same).
     """
 
     def __init__(self, sock: socket.socket, path: str, where: str, *, ends: bool = True,
                  stall_timeout: float = 60.0, silence: float = DUMP_SILENCE,
-                 terminator: bytes = _TERMINATOR) -> None:
+                 terminator: bytes = _TERMINATOR, holds_items: bool = False) -> None:
         self.sock = sock
         self.terminator = terminator
         self.path = path
         self.where = where
         self.ends = ends
+        self.holds_items = holds_items
         self.stall_timeout = stall_timeout
         self.silence = silence
         self.command = b""
@@ -275,7 +277,7 @@ class DumpSpool:
                 try:
                     data = sock.recv(_CHUNK)
                 except socket.timeout:
-                    if not self.ends:
+                    if not self.ends and not (first and self.holds_items):
                         self.inferred_end = True
                         break  # releases before 1.5.4 print no END: the end is a silence
                     raise MetadumpError(f"memcached at {self.where} sent no dump data for {self.stall_timeout:g}s "
@@ -442,6 +444,7 @@ def start_dump(address: MemcachedAddress, info: ServerInfo, mode: str, path: str
         with contextlib.suppress(OSError):  # slack for the moments the drain thread waits for the interpreter
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         spool = DumpSpool(sock, path, str(address), ends=info.metadump_end, stall_timeout=stall_timeout,
+                          holds_items=int(info.stats.get("curr_items", "0") or 0) > 0,
                           silence=silence, terminator=terminator).start(command)
         spool.wait_started()
         error = spool.error

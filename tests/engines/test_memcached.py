@@ -155,6 +155,15 @@ def test_an_empty_dump_without_end_is_empty_not_stalled(tmp_path) -> None:
     assert keys == [] and spool.error is None and spool.inferred_end
 
 
+def test_no_dump_from_a_server_that_holds_items_is_a_stall(tmp_path) -> None:
+    """Before 1.5.4 a silence ends a dump, but nothing at all from a server whose stats count
+    items is a stalled crawler, never a successful listing of no keys."""
+    with pytest.raises(MetadumpError, match=r"sent no dump data for 0\.5s \(stalled\)"):
+        drained(tmp_path, [], ends=False, stall_timeout=0.5, silence=0.5, holds_items=True)
+    spool, keys = drained(tmp_path, [RECORDED_1_6_18], ends=False, stall_timeout=0.5, silence=0.5, holds_items=True)
+    assert len(keys) == 13 and spool.inferred_end  # lines, then the silence: the usual end
+
+
 def test_a_short_pause_mid_dump_is_not_its_end(tmp_path) -> None:
     """A pause shorter than the silence bound: the lines after it are listed too."""
     ours, theirs = socket.socketpair()
