@@ -194,7 +194,9 @@ def parse_chunk(chunk: bytes) -> DumpRun:
 def parse_mgdump(chunk: bytes) -> DumpRun:
     """Every key of a run of ``lru_crawler mgdump`` lines (1.6.19+). Keys only: no expiry, cas or
     size (exp -1, cas 0, size 0). A key written through the binary protocol with a space or CRLF
-    in it is printed raw and breaks its line: that is an error, never a wrong key."""
+    in it is printed raw and breaks its line: that is an error. One such key cannot be told apart:
+    ``<token> b`` with a valid base64 token reads as a base64 key (a wrong name, then a miss),
+    which is why mgdump is only used when asked for."""
     found = _MGDUMP.findall(chunk)
     if len(found) != chunk.count(b"\n"):
         bad = next((line for line in chunk.split(b"\n") if line and not _MGDUMP.fullmatch(line + b"\n")), b"")
