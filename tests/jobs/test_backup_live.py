@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from snaptool.engines.address import NodeAddress
 from snaptool.engines.cluster import LocalCluster
 from snaptool.engines.sample import populate
+from snaptool.engines.topology import read_topology
 from snaptool.errors import SnaptoolError
 from snaptool.jobs.backup import BackupOptions, backup
 from snaptool.jobs.digest import digest_file
@@ -51,6 +53,7 @@ def test_cluster_backup_takes_each_shard_from_a_replica(get_engine, tmp_path: Pa
                 client.expire(f"key:{i}", 3600)
         for primary, group in zip(cluster.nodes, cluster.replica_nodes):  # replicas caught up
             _wait_synced(primary, group[0])
+        _wait_seen_healthy(cluster)
         repo = Repository.open(str(tmp_path / "repo"))
         manifest = backup(cluster.url, repo)
         assert manifest.source["type"] == "cluster" and len(manifest.files) == 3
@@ -71,6 +74,18 @@ def _wait_synced(primary, replica) -> None:
     deadline = time.monotonic() + 30
     while int(replica.client().info("replication").get("slave_repl_offset", -1)) < want:
         assert time.monotonic() < deadline, "replica did not catch up"
+        time.sleep(0.05)
+
+
+def _wait_seen_healthy(cluster: LocalCluster) -> None:
+    """Until the node the backup asks sees every replica connected and not failing: right after
+    the cluster forms, its bus links to the replicas may still be coming up, and a backup then
+    rightly takes that shard from its primary."""
+    import time
+    address = NodeAddress(cluster.nodes[0].host, cluster.nodes[0].port)
+    deadline = time.monotonic() + 30
+    while not all(any(r.healthy for r in shard.replicas) for shard in read_topology(address)):
+        assert time.monotonic() < deadline, "the cluster never saw its replicas as healthy"
         time.sleep(0.05)
 
 
